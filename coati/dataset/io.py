@@ -1,0 +1,126 @@
+"""Read rows from what users have on disk: JSON arrays, JSON Lines, parquet, `datasets` folders, hub names.
+
+Every failure is a UserError naming the file and the line or row, raised before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from coati.errors import UserError
+
+
+def load_rows(source: str, max_size: int | None = None, subset: str | None = None, split: str = "train",
+              flag: str = "--dataset") -> list[dict]:
+    """All rows of `source` as a list of dicts (the first `max_size` when given)."""
+    if os.path.isdir(source):
+        rows = _load_saved_dataset(source, split, flag)
+    elif os.path.isfile(source):
+        if source.endswith(".parquet"):
+            rows = _load_parquet(source, flag)
+        else:
+            rows = _load_json_like(source, flag)
+    elif source.count("/") == 1 and not source.startswith((".", "/", "~")):
+        rows = _load_hub(source, subset, split, flag)
+    else:
+        raise UserError(f"{flag} {source} does not exist; give a .json/.jsonl/.parquet file, a folder saved by "
+                        "datasets, or a hub name like Dahoas/rm-static")
+    if not rows:
+        raise UserError(f"{flag} {source} holds no rows; it must contain at least one example")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise UserError(f"{flag} {source} row {i} is a {type(row).__name__}, not an object with named fields")
+    return rows[:max_size] if max_size else rows
+
+
+def _load_json_like(path: str, flag: str) -> list[dict]:
+    # KoChatGPT ships JSON arrays named *.jsonl, so the content decides, not the suffix.
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{flag} {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from err
+    stripped = text.lstrip()
+    if not stripped:
+        raise UserError(f"{flag} {path} is empty; it must contain at least one example")
+    if stripped[0] == "[":
+        try:
+            rows = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{flag} {path} line {err.lineno} column {err.colno}: invalid JSON ({err.msg})") from err
+        return rows
+    if stripped[0] == "{":
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if lineno == 1 and _is_single_object(stripped):
+                    return _single_object_rows(stripped, path, flag)
+                raise UserError(f"{flag} {path} line {lineno}: invalid JSON ({err.msg}); expected one object per "
+                                "line (JSON Lines) or one JSON array") from err
+        return rows
+    raise UserError(f"{flag} {path} is neither a JSON array nor JSON Lines (it starts with {stripped[:20]!r})")
+
+
+def _is_single_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _single_object_rows(text: str, path: str, flag: str) -> list[dict]:
+    # A pretty-printed object of columns ({"prompt": [...], "chosen": [...]}) is a table turned sideways.
+    obj = json.loads(text)
+    columns = [v for v in obj.values() if isinstance(v, list)]
+    if columns and len(columns) == len(obj) and len({len(c) for c in columns}) == 1:
+        return [dict(zip(obj, vals)) for vals in zip(*obj.values())]
+    raise UserError(f"{flag} {path} holds a single JSON object; expected a JSON array of rows or JSON Lines")
+
+
+def _load_parquet(path: str, flag: str) -> list[dict]:
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    except Exception as err:  # pyarrow raises several unrelated types for a damaged file
+        raise UserError(f"{flag} {path} is not a readable parquet file ({err})") from err
+
+
+def _load_saved_dataset(path: str, split: str, flag: str) -> list[dict]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(path)
+    except Exception as err:  # datasets raises FileNotFoundError or its own errors for a non-dataset folder
+        raise UserError(f"{flag} {path} is a folder but not one saved by datasets.save_to_disk ({err})") from err
+    if isinstance(ds, DatasetDict):
+        if split not in ds:
+            raise UserError(f"{flag} {path} has splits {list(ds)} but no '{split}'")
+        ds = ds[split]
+    return ds.to_list()
+
+
+def _load_hub(name: str, subset: str | None, split: str, flag: str) -> list[dict]:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(name, subset, split=split).to_list()
+    except Exception as err:  # offline, unknown name or missing split: all the user's to fix
+        raise UserError(f"{flag} {name}: could not load it from the hub ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}); check the name and your network, "
+                        "or pass a local file") from err
+
+
+def require_keys(rows: list[dict], keys: list[str], source: str, flag: str = "--dataset",
+                 hint: str = "") -> None:
+    """Every row has every key; otherwise name the missing key, the row and the keys that are there."""
+    for i, row in enumerate(rows):
+        for key in keys:
+            if key not in row:
+                raise UserError(f"{flag} {source} row {i} has no key '{key}' (keys found: {', '.join(map(str, row))})"
+                                + (f"; {hint}" if hint else ""))

@@ -1,0 +1,96 @@
+"""Supervised instruction data: templated prompt, response + EOS, loss on the response only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from coati.dataset.io import require_keys
+from coati.dataset.templates import build_prompt
+from coati.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Keys:
+    """Which column holds what: KoChatGPT uses prompt/completion, Alpaca instruction/input/output."""
+
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    # The tokenizer's own special tokens (LLaMA's BOS) go in front of the prompt, as at generation time.
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def encode_response(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+class SFTDataset(torch.utils.data.Dataset):
+    """Tokenised SFT rows. Each item: input_ids (L,) and labels (L,) with the prompt set to -100.
+
+    Prompt and response are tokenised separately, exactly as the prompt is tokenised for generation,
+    so the model learns to continue the very token sequence it will see in PPO. Rows over max_len
+    keep their prompt and lose the end of the response (counted in `truncated`); rows whose prompt
+    alone fills max_len are dropped (counted in `dropped`).
+    """
+
+    def __init__(self, rows: list[dict], tokenizer, max_len: int, language: str = "ko", keys: Keys | None = None,
+                 without_prompt: bool = False, source: str = "--dataset"):
+        keys = keys or Keys()
+        require_keys(rows, [keys.instruction, keys.output], source,
+                     hint="name the columns with --instruction_str/--input_str/--output_str")
+        self.examples: list[tuple[list[int], int]] = []
+        self.truncated = self.dropped = 0
+        for i, row in enumerate(rows):
+            instruction, output = row[keys.instruction], row[keys.output]
+            input_text = row.get(keys.input) or ""
+            if not isinstance(instruction, str) or not isinstance(output, str) or not isinstance(input_text, str):
+                raise UserError(f"{source} row {i}: '{keys.instruction}', '{keys.input}' and '{keys.output}' must be "
+                                "strings")
+            prompt_ids = encode_prompt(tokenizer, build_prompt(instruction, input_text, language, without_prompt))
+            response_ids = encode_response(tokenizer, output)
+            if len(prompt_ids) >= max_len:
+                self.dropped += 1
+                continue
+            if len(prompt_ids) + len(response_ids) > max_len:
+                self.truncated += 1
+                response_ids = response_ids[: max_len - len(prompt_ids)]
+            self.examples.append((prompt_ids + response_ids, len(prompt_ids)))
+        if not self.examples:
+            raise UserError(f"{source}: every row's prompt is longer than --max_len {max_len}; raise --max_len")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, idx: int) -> dict:
+        ids, prompt_len = self.examples[idx]
+        labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
+        return {"input_ids": ids, "labels": labels}
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids, _ in self.examples]
+
+
+class SFTCollator:
+    """Right-pads a batch. Masks come from lengths, never from `ids != pad_id`: pad may equal EOS."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for i, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[i, :n] = torch.tensor(it["input_ids"])
+            labels[i, :n] = torch.tensor(it["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}

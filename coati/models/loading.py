@@ -1,0 +1,152 @@
+"""Load tokenizers and models through the HF Auto* classes, on transformers 4.51 and 5.x alike."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from coati.errors import UserError
+from coati.models.registry import Family
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PAD_TOKEN = "<|pad|>"
+
+
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def dtype_kwargs(dtype: str) -> dict:
+    # transformers 5 renamed from_pretrained's torch_dtype to dtype; 4.51 knows only the old name.
+    key = "dtype" if transformers_major() >= 5 else "torch_dtype"
+    return {key: DTYPES[dtype]}
+
+
+def check_model_source(path: str | None, flag: str) -> None:
+    """Refuse a model path that cannot hold a model, before anything heavy is imported or loaded.
+
+    A name that does not exist locally and looks like `org/name` is left to the hub (users are online).
+    """
+    if path is None:
+        return
+    if os.path.isdir(path):
+        has_weights = any(
+            f.endswith((".safetensors", ".bin", ".pt")) or f == "adapter_config.json" for f in os.listdir(path)
+        )
+        if not os.path.isfile(os.path.join(path, "config.json")) or not has_weights:
+            raise UserError(f"{flag} {path} is a folder but holds no model (config.json and weights); "
+                            "point it at a Hugging Face model folder")
+        return
+    if os.path.exists(path):
+        if flag in ("--rm_path", "--model_path") and path.endswith((".pt", ".pth", ".bin")):
+            return
+        raise UserError(f"{flag} {path} is a file, not a model folder; point it at a Hugging Face model folder")
+    looks_local = path.startswith((".", "/", "~")) or os.sep + os.sep in path or path.count("/") != 1
+    if looks_local:
+        raise UserError(f"{flag} {path} does not exist; give a local model folder or a hub name like org/model")
+
+
+def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: bool = False,
+                   distinct_pad: bool = False):
+    """AutoTokenizer with a pad token, right padding for training and `model_max_length = max_len`.
+
+    distinct_pad: add a dedicated pad token when pad is missing or equals EOS. Reward models need it:
+    HF's sequence classifiers read the score at the last token that is not pad, and our EOS is real.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.eos_token is None:
+        raise UserError(f"the tokenizer at {path} has no EOS token; coati appends EOS to every response")
+    if distinct_pad and (tok.pad_token is None or tok.pad_token_id == tok.eos_token_id):
+        tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    elif tok.pad_token is None:
+        # Padding with EOS is safe for causal LMs: masks and labels are built from lengths.
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    if max_len:
+        tok.model_max_length = max_len
+    return tok
+
+
+def _model_kwargs(family: Family, dtype: str, trust_remote_code: bool) -> dict:
+    kwargs = dict(dtype_kwargs(dtype), trust_remote_code=trust_remote_code)
+    if family.attn_implementation:
+        kwargs["attn_implementation"] = family.attn_implementation
+    return kwargs
+
+
+def _finish(model, tokenizer, grad_checkpoint: bool):
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if grad_checkpoint:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
+def load_causal_lm(path: str, family: Family, tokenizer, dtype: str = "fp32", trust_remote_code: bool = False,
+                   grad_checkpoint: bool = False):
+    """AutoModelForCausalLM in the given dtype, embeddings grown to the tokenizer, pad id set."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, **_model_kwargs(family, dtype, trust_remote_code))
+    return _finish(model, tokenizer, grad_checkpoint)
+
+
+def load_sequence_scorer(path: str, family: Family, tokenizer, dtype: str = "fp32",
+                         trust_remote_code: bool = False, grad_checkpoint: bool = False):
+    """AutoModelForSequenceClassification with one label: a reward model or a critic.
+
+    From a causal LM checkpoint the `score` head is new; it is initialised N(0, std=1/(d_model+1)) as in
+    Coati. From a reward-model folder the trained head is loaded as is.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, **_model_kwargs(family, dtype, trust_remote_code)
+    )
+    model = _finish(model, tokenizer, grad_checkpoint)
+    if "score.weight" not in _checkpoint_keys(path):
+        torch.nn.init.normal_(model.score.weight, std=1.0 / (model.score.in_features + 1))
+    return model
+
+
+def _checkpoint_keys(path: str) -> set[str]:
+    """Parameter names stored in a local safetensors checkpoint (empty when unknown)."""
+    if not os.path.isdir(path):
+        return set()
+    keys: set[str] = set()
+    from safetensors import safe_open
+
+    for f in os.listdir(path):
+        if f.endswith(".safetensors"):
+            with safe_open(os.path.join(path, f), framework="pt") as st:
+                keys.update(st.keys())
+    return keys
+
+
+def apply_lora(model, rank: int, alpha: int, dropout: float, task_type: str = "CAUSAL_LM"):
+    """Wrap with peft LoRA on every linear layer; for a scorer the new head stays fully trainable."""
+    if rank <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type=task_type,
+        modules_to_save=["score"] if task_type == "SEQ_CLS" else None,
+    )
+    if getattr(model.config, "use_cache", True) is False and model.supports_gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad, which frozen embeddings do not give.
+        model.enable_input_require_grads()
+    return get_peft_model(model, config)
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")

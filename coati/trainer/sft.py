@@ -1,0 +1,106 @@
+"""Supervised fine-tuning: token cross-entropy on responses, accumulation equal to one large batch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from coati.errors import UserError
+from coati.losses import token_nll_sum
+
+
+class SFTTrainer:
+    def __init__(self, strategy, model, optimizer, scheduler, train_loader, eval_loader=None,
+                 accumulation_steps: int = 1, max_epochs: int = 1, max_grad_norm: float = 1.0, logger=None,
+                 log_interval: int = 1, eval_interval: int = 0):
+        self.strategy, self.model, self.optimizer, self.scheduler = strategy, model, optimizer, scheduler
+        self.train_loader, self.eval_loader = train_loader, eval_loader
+        self.accumulation_steps, self.max_epochs, self.max_grad_norm = accumulation_steps, max_epochs, max_grad_norm
+        self.logger, self.log_interval, self.eval_interval = logger, log_interval, eval_interval
+        self.steps_per_epoch = math.ceil(len(train_loader) / accumulation_steps)
+        self.global_step = 0
+        self.last_loss = self.last_eval_loss = None
+
+    def fit(self) -> None:
+        total = self.steps_per_epoch * self.max_epochs
+        bar = tqdm(total=total, desc="sft", disable=not self.strategy.is_rank0, dynamic_ncols=True)
+        for epoch in range(self.max_epochs):
+            self.strategy.set_epoch(self.train_loader, epoch)
+            self.model.train()
+            for micro_batches in _groups(self.train_loader, self.accumulation_steps):
+                loss = self.train_step(micro_batches)
+                self.global_step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if self.global_step % self.log_interval == 0:
+                    self._log(loss=loss, lr=self.scheduler.get_last_lr()[0], epoch=epoch)
+                if self.eval_interval and self.global_step % self.eval_interval == 0:
+                    self.evaluate(epoch)
+            if not self.eval_interval or self.global_step % self.eval_interval:
+                self.evaluate(epoch)
+        bar.close()
+
+    def train_step(self, micro_batches: list[dict]) -> float:
+        """One optimizer step over k micro-batches; returns the mean token loss over all of them.
+
+        Each micro-batch's summed token loss is divided by the token count of the whole accumulated
+        batch on all ranks (times world size, since DDP averages gradients), so the update equals
+        one large batch of every rank's rows.
+        """
+        device = self.strategy.device
+        n_local = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in micro_batches)
+        n_global = float(self.strategy.all_reduce(torch.tensor(float(n_local)), op="sum"))
+        scale = self.strategy.world_size / max(n_global, 1.0)
+        total = torch.zeros((), device=device)
+        for i, mb in enumerate(micro_batches):
+            mb = {k: v.to(device) for k, v in mb.items()}
+            with self.strategy.no_sync(self.model, sync=i == len(micro_batches) - 1):
+                logits = self.model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"]).logits
+                nll, _ = token_nll_sum(logits, mb["labels"])
+                self.strategy.backward(nll * scale, self.model, self.optimizer)
+            total += nll.detach()
+        loss = float(self.strategy.all_reduce(total, op="sum")) / max(n_global, 1.0)
+        if not math.isfinite(loss):
+            raise UserError(f"the training loss became {loss} at step {self.global_step + 1}; lower --lr, use fp32 "
+                            "or bf16 instead of fp16, or check the data")
+        self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
+        self.scheduler.step()
+        self.last_loss = loss
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> float | None:
+        if self.eval_loader is None:
+            return None
+        self.model.eval()
+        nll = torch.zeros((), device=self.strategy.device)
+        count = torch.zeros((), device=self.strategy.device)
+        for mb in self.eval_loader:
+            mb = {k: v.to(self.strategy.device) for k, v in mb.items()}
+            logits = self.model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"]).logits
+            s, n = token_nll_sum(logits, mb["labels"])
+            nll += s
+            count += n
+        self.model.train()
+        loss = float(self.strategy.all_reduce(nll, "sum") / self.strategy.all_reduce(count, "sum").clamp(min=1))
+        self.last_eval_loss = loss
+        self._log(split="eval", loss=loss, epoch=epoch)
+        return loss
+
+    def _log(self, **record) -> None:
+        if self.logger is not None and self.strategy.is_rank0:
+            self.logger.log({"step": self.global_step, **record})
+
+
+def _groups(loader, k: int):
+    """Consecutive groups of k batches (the last group may be shorter)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == k:
+            yield group
+            group = []
+    if group:
+        yield group

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: SFT -> reward model -> PPO on the shipped samples with a tiny model, on CPU, in minutes.
+# Everything lands in outputs/ (model folders, metrics.jsonl, PNG plots); a summary is printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+python -m coati.kit tiny --model polyglotko --out outputs/tiny-polyglotko
+bash train_sft.sh
