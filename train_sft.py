@@ -45,7 +45,7 @@ def main(args) -> dict:
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
     from coati.strategies import build_strategy
     from coati.trainer.metrics import MetricsLogger, plot_metrics
-    from coati.trainer.optim import build_optimizer, cosine_schedule
+    from coati.trainer.optim import cosine_schedule
     from coati.trainer.sft import SFTTrainer
 
     strategy = build_strategy(args.strategy, args.seed)
@@ -60,12 +60,11 @@ def main(args) -> dict:
 
     model = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
     model = apply_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
-    model = strategy.prepare(model)
+    model, optimizer = strategy.prepare_train(model, args.lr, args.weight_decay)
 
     collate = SFTCollator(tokenizer.pad_token_id)
     train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
-    optimizer = build_optimizer(model, args.lr, args.weight_decay)
     steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
     scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
     log_dir = args.log_dir or args.save_path

@@ -18,7 +18,7 @@ from coati.dataset.sft import Keys, SFTCollator, SFTDataset  # noqa: E402
 from coati.models.loading import load_causal_lm, load_tokenizer  # noqa: E402
 from coati.models.registry import resolve_family  # noqa: E402
 from coati.strategies import build_strategy  # noqa: E402
-from coati.trainer.optim import build_optimizer, cosine_schedule  # noqa: E402
+from coati.trainer.optim import cosine_schedule  # noqa: E402
 from coati.trainer.sft import SFTTrainer  # noqa: E402
 from train_sft import parse_args  # noqa: E402
 
@@ -30,9 +30,8 @@ def main() -> None:
     ds = SFTDataset(load_rows(args.dataset), tok, args.max_len, args.language,
                     Keys(args.instruction_str, args.input_str, args.output_str))
     model = load_causal_lm(args.pretrain, resolve_family(args.model, args.pretrain), tok)
-    model = strategy.prepare(model)
+    model, opt = strategy.prepare_train(model, args.lr)
     loader = strategy.dataloader(ds, args.batch_size, SFTCollator(tok.pad_token_id))
-    opt = build_optimizer(model, args.lr)
     trainer = SFTTrainer(strategy, model, opt, cosine_schedule(opt, 4, 0.0), loader, max_epochs=1)
     strategy.unwrap(model).eval()  # no dropout: naive and ddp must see identical arithmetic
     losses = []

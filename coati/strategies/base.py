@@ -73,6 +73,14 @@ class Strategy:
         """Move to the device and, for distributed strategies, wrap for training."""
         return model.to(self.device)
 
+    def prepare_train(self, model: torch.nn.Module, lr: float, weight_decay: float = 0.0):
+        """(wrapped model, optimizer) for a trainable model; the optimizer is built over the wrapped
+        parameters, since sharding strategies replace them."""
+        from coati.trainer.optim import build_optimizer
+
+        model = self.prepare(model, trainable=True)
+        return model, build_optimizer(model, lr, weight_decay)
+
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 

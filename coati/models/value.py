@@ -1,0 +1,85 @@
+"""Reward model and critic: one backbone, one linear head, a scalar per token.
+
+Both are a Hugging Face `*ForSequenceClassification` with `num_labels=1` underneath, so a saved reward
+model opens with `AutoModelForSequenceClassification` and scores exactly as here: HF reads the score at
+the last token that is not pad, and we read it at the last token the attention mask marks as real,
+which is the same token because the reward tokenizer's pad is never EOS.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from coati.errors import UserError
+
+
+def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last 1 in each row. attention_mask: (B, T); returns (B,). Works for left and right padding."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(dim=1)
+
+
+class ValueModel(nn.Module):
+    """Wraps a (possibly LoRA-wrapped) HF sequence classifier.
+
+    forward(input_ids, attention_mask) -> (B,) score at the last real token (reward model);
+    forward(..., per_token=True)        -> (B, T) a value for every position (critic).
+    Going through forward keeps DDP's gradient hooks in play.
+    """
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.hf = hf_model
+
+    def _parts(self):
+        hf = self.hf.get_base_model() if hasattr(self.hf, "get_base_model") else self.hf
+        return getattr(hf, hf.base_model_prefix), hf.score
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+        backbone, head = self._parts()
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        values = head(hidden).squeeze(-1).float()  # (B, T)
+        if per_token:
+            return values
+        return values.gather(1, last_real_index(attention_mask).unsqueeze(1)).squeeze(1)
+
+
+def load_legacy_state_dict(hf_model: nn.Module, path: str) -> list[str]:
+    """Load a Coati `.pt` reward model (keys `model.*` and `value_head.*`) into an HF sequence classifier.
+
+    Read with weights_only=True: a pickle from the internet must not run code. Returns notes for the log.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for a damaged file
+        raise UserError(f"{path} is not a readable PyTorch state dict ({type(err).__name__}); "
+                        "give a reward-model folder or a Coati .pt file") from err
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    prefix = hf_model.base_model_prefix
+    mapped, notes = {}, []
+    for key, value in state.items():
+        if key.startswith("model."):
+            mapped[f"{prefix}.{key[len('model.'):]}"] = value
+        elif key == "value_head.weight":
+            mapped["score.weight"] = value
+        elif key == "value_head.bias":
+            # HF's score layer has no bias; a constant offset changes no ranking, so it is dropped.
+            notes.append(f"dropped value_head.bias = {float(value.flatten()[0]):.4f} (HF score heads have no bias)")
+        else:
+            mapped[key] = value
+    missing, unexpected = hf_model.load_state_dict(mapped, strict=False)
+    missing = [k for k in missing if not k.endswith(("rotary_emb.inv_freq", "masked_bias", ".attn.bias"))]
+    if "score.weight" in missing or len(missing) > len(mapped) // 2:
+        raise UserError(f"{path} does not match the model from --rm_pretrain/--pretrain ({len(missing)} weights "
+                        f"missing, e.g. {missing[:3]}); pair the .pt with the base model it was trained from")
+    if unexpected:
+        notes.append(f"ignored {len(unexpected)} unexpected keys, e.g. {unexpected[:3]}")
+    return notes
+
+
+def is_legacy_file(path: str | None) -> bool:
+    return bool(path) and os.path.isfile(path) and path.endswith((".pt", ".pth", ".bin"))

@@ -1,0 +1,182 @@
+"""Stage 2: preference formats, pooling, HF round trip for every family, legacy .pt, train_reward_model.py."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import FAMILIES, run_script, write_json, write_jsonl
+
+from coati.dataset.preference import PairCollator, PreferenceDataset, ranking_pairs, rows_to_pairs
+from coati.errors import UserError
+from coati.models.value import ValueModel, last_real_index, load_legacy_state_dict
+
+
+def test_ranking_row_expands_into_all_pairs_best_first():
+    row = {"prompt": "q", "completion_0": "c", "completion_1": "a", "completion_2": "d", "completion_3": "b",
+           "ranking": [2, 0, 3, 1]}  # a (rank 0) > b > c > d
+    pairs = ranking_pairs(row)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"),
+                                                       ("b", "d"), ("c", "d")]
+    assert len(ranking_pairs({**row, "completion_4": "e", "ranking": [2, 0, 3, 1, 4]})) == 10
+
+
+def test_inconsistent_ranking_is_refused_with_the_row():
+    rows = [{"prompt": "q", "completion_0": "a", "completion_1": "b", "ranking": [0, 1]},
+            {"prompt": "q", "completion_0": "a", "completion_1": "b", "ranking": [0]}]
+    with pytest.raises(UserError, match="row 1: 'ranking' must list one rank per completion"):
+        rows_to_pairs(rows, source="r.json")
+
+
+def test_other_formats_become_pairs():
+    hh = rows_to_pairs([{"chosen": "\n\nHuman: hi\n\nAssistant: hello friend",
+                         "rejected": "\n\nHuman: hi\n\nAssistant: go away"}])[0]
+    assert (hh.prompt, hh.chosen, hh.rejected, hh.templated) == (
+        "\n\nHuman: hi\n\nAssistant:", " hello friend", " go away", False)
+    summ = rows_to_pairs([{"info": {"post": "long post", "title": "T"}, "summaries": [{"text": "s0"}, {"text": "s1"}],
+                           "choice": 1}])[0]
+    assert (summ.chosen, summ.rejected) == ("s1", "s0") and "long post" in summ.prompt
+    web = rows_to_pairs([{"question": {"full_text": "why?"}, "answer_0": "x", "answer_1": "y", "score_0": -1.0,
+                          "score_1": 1.0},
+                         {"question": {"full_text": "tie"}, "answer_0": "x", "answer_1": "y", "score_0": 0.0,
+                          "score_1": 0.0}])
+    assert len(web) == 1 and (web[0].chosen, web[0].rejected) == ("y", "x")
+    custom = rows_to_pairs([{"q": "p", "good": "g", "bad": "b"}],
+                           keys=__import__("coati.dataset.preference", fromlist=["PairKeys"]).PairKeys("q", "good", "bad"))
+    assert (custom[0].prompt, custom[0].chosen) == ("p", "g")
+
+
+def _scorer(tiny_models, family, tokenizer):
+    from coati.models.loading import load_sequence_scorer
+    from coati.models.registry import resolve_family
+
+    path = tiny_models(family)
+    return load_sequence_scorer(path, resolve_family(family, path), tokenizer).eval()
+
+
+def test_pooling_reads_the_last_real_token_under_left_and_right_padding(tiny_models, tokenizer):
+    model = ValueModel(_scorer(tiny_models, "llama", tokenizer))
+    ids = tokenizer("좋은 답변입니다.")["input_ids"] + [tokenizer.eos_token_id]
+    pad, n = tokenizer.pad_token_id, len(ids)
+    with torch.no_grad():
+        alone = model(torch.tensor([ids]), torch.ones(1, n, dtype=torch.long))
+        right = model(torch.tensor([ids + [pad] * 3]), torch.tensor([[1] * n + [0] * 3]))
+        left = model(torch.tensor([[pad] * 3 + ids]), torch.tensor([[0] * 3 + [1] * n]))
+    torch.testing.assert_close(right, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(left, alone, atol=1e-5, rtol=1e-5)
+    assert last_real_index(torch.tensor([[1, 1, 0], [0, 1, 1], [1, 1, 1]])).tolist() == [1, 2, 2]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_saved_reward_model_scores_the_same_through_plain_hf(tiny_models, tokenizer, tmp_path, family):
+    from transformers import AutoModelForSequenceClassification
+
+    from coati.checkpoint import save_hf_model
+
+    model = ValueModel(_scorer(tiny_models, family, tokenizer))
+    pairs = rows_to_pairs([{"prompt": "날씨 어때요?", "chosen": "맑고 따뜻합니다. 좋은 하루 보내세요.", "rejected": "몰라요."}])
+    batch = PairCollator(tokenizer.pad_token_id)([PreferenceDataset(pairs, tokenizer, 128)[0]])
+    with torch.no_grad():
+        ours = model(**batch)
+    save_hf_model(model.hf, tokenizer, str(tmp_path))
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert hf.config.num_labels == 1 and hf.config.pad_token_id == tokenizer.pad_token_id
+    with torch.no_grad():
+        theirs = hf(**batch).logits.squeeze(-1)
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(ours[0], ours[1])
+
+
+def test_head_is_initialised_with_std_one_over_d_plus_one(tiny_models, tokenizer):
+    hf = _scorer(tiny_models, "gpt2", tokenizer)
+    w = hf.score.weight
+    assert w.shape == (1, 64) and 0.3 / 65 < float(w.std()) < 3.0 / 65
+
+
+def test_legacy_coati_pt_loads_and_scores_the_same(tiny_models, tokenizer, tmp_path):
+    hf = _scorer(tiny_models, "opt", tokenizer)
+    prefix = hf.base_model_prefix
+    legacy = {("model." + k[len(prefix) + 1:] if k.startswith(prefix + ".") else k): v
+              for k, v in hf.state_dict().items() if k != "score.weight"}
+    legacy["value_head.weight"] = hf.score.weight.detach().clone()
+    legacy["value_head.bias"] = torch.tensor([0.5])
+    torch.save(legacy, tmp_path / "rm.pt")
+    fresh = _scorer(tiny_models, "opt", tokenizer)
+    torch.nn.init.zeros_(fresh.score.weight)
+    notes = load_legacy_state_dict(fresh, str(tmp_path / "rm.pt"))
+    assert any("value_head.bias" in n for n in notes)
+    batch = PairCollator(tokenizer.pad_token_id)([([5, 6, 7, 0], [5, 9, 0])])
+    with torch.no_grad():
+        torch.testing.assert_close(ValueModel(fresh)(**batch), ValueModel(hf)(**batch))
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="not a readable PyTorch state dict"):
+        load_legacy_state_dict(fresh, str(tmp_path / "junk.pt"))
+
+
+GOOD = ["{t}에 대해서는 천천히 준비하시면 좋습니다. 도움이 되었으면 합니다.", "{t}은 이렇게 하시면 됩니다. 감사합니다!",
+        "좋은 질문이에요. {t}은 계획을 세워서 해 보세요.", "{t}을 즐기시려면 먼저 기본부터 익히세요. 응원합니다."]
+MID = ["{t}요? 글쎄요.", "{t}은 그냥 그래요.", "잘 모르겠지만 {t}이겠죠."]
+BAD = ["몰라요. 귀찮아요.", "그건 알아서 하세요.", "왜 나한테 물어요? 짜증나요."]
+TOPICS = ["요리", "여행", "공부", "운동", "음악", "독서", "청소", "산책", "커피", "사진", "수영", "영화"]
+
+
+def _ranking_rows(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        t = rng.choice(TOPICS)
+        texts = [rng.choice(GOOD).format(t=t), rng.choice(MID).format(t=t), rng.choice(BAD)]
+        order = rng.sample(range(3), 3)
+        row = {"prompt": f"{t}을 잘하려면 어떻게 해야 하나요? ({i})"}
+        for slot, k in enumerate(order):
+            row[f"completion_{slot}"] = texts[k]
+        row["ranking"] = [order[s] for s in range(3)]
+        rows.append(row)
+    return rows
+
+
+def test_train_reward_model_ddp_learns_held_out_rankings(tiny_models, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    train = write_json(tmp_path / "rm_train.jsonl", _ranking_rows(120, 0), bom=True)
+    held_rows = _ranking_rows(30, 1)
+    held = write_json(tmp_path / "rm_eval.json", held_rows)
+    out = tmp_path / "rm"
+    res = run_script(["train_reward_model.py", "--strategy", "ddp", "--model", "gpt2", "--pretrain",
+                      tiny_models("gpt2"), "--dataset", train, "--eval_dataset", held, "--save_path", str(out),
+                      "--batch_size", "8", "--lr", "1e-3", "--max_epochs", "2", "--max_len", "128",
+                      "--eval_interval", "10"], nproc=2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("split") == "eval"]
+    assert len(evals) >= 3 and {"acc", "dist", "loss"} <= set(evals[-1])
+    assert evals[-1]["acc"] >= 0.9, evals[-1]
+    assert (out / "rm_accuracy.png").exists()
+
+    tok = AutoTokenizer.from_pretrained(out)
+    hf = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    pairs = rows_to_pairs(held_rows)
+    ds = PreferenceDataset(pairs, tok, 128)
+    batch = PairCollator(tok.pad_token_id)([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        scores = hf(**batch).logits.squeeze(-1)
+    chosen, rejected = scores[: len(ds)], scores[len(ds):]
+    acc = float((chosen > rejected).float().mean())
+    assert acc == pytest.approx(evals[-1]["acc"], abs=0.04)  # the run's eval pads the last shard by <= 1 pair
+
+
+def test_train_reward_model_hh_style_naive_with_lora(tiny_models, tmp_path):
+    rows = [{"chosen": f"\n\nHuman: {t} 추천해 줄래요?\n\nAssistant: {GOOD[i % 4].format(t=t)}",
+             "rejected": f"\n\nHuman: {t} 추천해 줄래요?\n\nAssistant: {BAD[i % 3]}"} for i, t in enumerate(TOPICS * 3)]
+    data = write_jsonl(tmp_path / "hh.jsonl", rows)
+    out = tmp_path / "rm"
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "llama", "--pretrain",
+                      tiny_models("llama"), "--dataset", data, "--save_path", str(out), "--batch_size", "4",
+                      "--lr", "5e-3", "--max_epochs", "3", "--lora_rank", "4", "--loss_func", "log_exp"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "eval acc" in res.stderr
+    args = json.loads((out / "args.json").read_text())
+    assert args["loss_fn"] == "log_exp" and args["lora_rank"] == 4
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()

@@ -1,0 +1,121 @@
+"""Stage 2: reward-model training on preference pairs or rankings.
+
+    torchrun --standalone --nproc_per_node=2 train_reward_model.py --model polyglotko --pretrain outputs/sft \
+        --dataset data/kochatgpt_rm_ko.jsonl --loss_fn log_sig --save_path outputs/rm
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from coati.cli import base_parser, check_common
+from coati.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv: list[str] | None = None):
+    from coati.dataset.preference import FORMATS
+
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="Dahoas/rm-static",
+                   help="preference rows: a file or folder, or a hub name (Anthropic/hh-rlhf, Dahoas/rm-static, "
+                        "openai/summarize_from_feedback, openai/webgpt_comparisons, "
+                        "Dahoas/instruct-synthetic-prompt-responses)")
+    p.add_argument("--subset", default=None, help="hub config or data folder of the dataset (e.g. harmless-base)")
+    p.add_argument("--data_format", default="auto", choices=FORMATS, help="how rows encode preferences")
+    p.add_argument("--prompt_str", default="prompt", help="key of the prompt in pair rows")
+    p.add_argument("--chosen_str", default="chosen", help="key of the preferred response")
+    p.add_argument("--rejected_str", default="rejected", help="key of the rejected response")
+    p.add_argument("--eval_split", type=float, default=0.1,
+                   help="share of rows held out for evaluation when --eval_dataset is not given")
+    p.add_argument("--model_path", default=None,
+                   help="continue training a reward model: its folder, or a legacy Coati .pt with --pretrain")
+    p.add_argument("--loss_fn", "--loss_func", dest="loss_fn", default="log_sig", choices=("log_sig", "log_exp"),
+                   help="log_sig: -log sigmoid(r_c - r_r) (OpenAI); log_exp: log(1 + exp(r_r - r_c)) (Anthropic)")
+    p.set_defaults(lr=5e-6, max_epochs=1)
+    return p.parse_args(argv)
+
+
+@exit_on_user_error
+def main(args) -> dict:
+    from coati.dataset.io import load_rows
+    from coati.dataset.preference import PairKeys, rows_to_pairs, split_rows
+    from coati.models.loading import check_model_source
+    from coati.models.registry import resolve_family
+    from coati.models.value import is_legacy_file
+
+    # Everything the user can get wrong is checked before a model is loaded.
+    check_common(args)
+    check_model_source(args.model_path, "--model_path")
+    if not 0 <= args.eval_split < 1:
+        raise UserError(f"--eval_split must be in [0, 1), got {args.eval_split}")
+    legacy = is_legacy_file(args.model_path)
+    start_from = args.model_path if args.model_path and not legacy else args.pretrain
+    family = resolve_family(args.model, start_from)
+    keys = PairKeys(args.prompt_str, args.chosen_str, args.rejected_str)
+    rows = load_rows(args.dataset, args.max_datasets_size, args.subset)
+    if args.eval_dataset:
+        eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset", subset=args.subset,
+                              split="test" if not os.path.exists(args.eval_dataset) else "train")
+    else:
+        rows, eval_rows = split_rows(rows, args.eval_split, args.seed)
+    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset)
+    eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
+        else []
+
+    from coati.checkpoint import atomic_dir, save_hf_model, write_json
+    from coati.cli import args_record
+    from coati.dataset.preference import PairCollator, PreferenceDataset
+    from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
+    from coati.models.value import ValueModel, load_legacy_state_dict
+    from coati.strategies import build_strategy
+    from coati.trainer.metrics import MetricsLogger, plot_metrics
+    from coati.trainer.optim import cosine_schedule
+    from coati.trainer.rm import RewardModelTrainer
+
+    strategy = build_strategy(args.strategy, args.seed)
+    tokenizer = load_tokenizer(args.tokenizer or start_from, args.max_len, args.trust_remote_code, distinct_pad=True)
+    train_set = PreferenceDataset(train_pairs, tokenizer, args.max_len, args.language, args.without_prompt)
+    eval_set = PreferenceDataset(eval_pairs, tokenizer, args.max_len, args.language, args.without_prompt) \
+        if eval_pairs else None
+    if strategy.is_rank0:
+        print(f"[rm] {len(train_set)} training pairs from {len(rows)} rows, {len(eval_pairs)} eval pairs "
+              f"({train_set.truncated} sequences cut to --max_len {args.max_len})", file=sys.stderr)
+
+    hf = load_sequence_scorer(start_from, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
+    if legacy:
+        for note in load_legacy_state_dict(hf, args.model_path):
+            print(f"[rm] {args.model_path}: {note}", file=sys.stderr)
+    hf = apply_lora(hf, args.lora_rank, args.lora_alpha, args.lora_dropout, "SEQ_CLS")
+    model, optimizer = strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
+
+    collate = PairCollator(tokenizer.pad_token_id)
+    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True)
+    eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
+    scheduler = cosine_schedule(optimizer, len(train_loader) * args.max_epochs, args.warmup_ratio)
+    logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard, args.use_wandb,
+                           "rm", args_record(args))
+
+    trainer = RewardModelTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.loss_fn,
+                                 args.max_epochs, args.max_grad_norm, logger, args.log_interval, args.eval_interval)
+    trainer.fit()
+    logger.close()
+
+    if strategy.is_rank0:
+        with atomic_dir(args.save_path) as out:
+            save_hf_model(strategy.unwrap(model).hf, tokenizer, out, args.merge_lora)
+            write_json(os.path.join(out, "args.json"), args_record(args))
+            plot_metrics(logger.records, ["loss", "acc", "dist"], os.path.join(out, "rm_accuracy.png"),
+                         "Reward model")
+        last = trainer.last
+        summary = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
+            f"train acc {last.get('acc', float('nan')):.3f}"
+        print(f"[rm] done: {trainer.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {summary}; "
+              f"model in {args.save_path}", file=sys.stderr)
+    strategy.barrier()
+    strategy.close()
+    return {"steps": trainer.global_step, **trainer.last}
+
+
+if __name__ == "__main__":
+    main(parse_args())
