@@ -8,3 +8,4 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_T
 python -m coati.kit tiny --model polyglotko --out outputs/tiny-polyglotko
 bash train_sft.sh
 bash train_rm.sh
+bash train_prompts.sh

@@ -16,7 +16,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     pass
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParser:
+    """Shared flags; `epochs=False` (PPO) leaves out the epoch/batch/eval loop flags it has no use for."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--strategy", default="ddp", choices=STRATEGIES,
                    help="how to train across processes (the original guide defaulted to colossalai_zero2, which "
@@ -27,8 +28,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub name (default: --pretrain)")
     p.add_argument("--save_path", default="output", help="output folder (a Hugging Face model folder)")
     p.add_argument("--need_optim_ckpt", action="store_true", help="also save optimizer and scheduler state")
-    p.add_argument("--max_epochs", type=int, default=3)
-    p.add_argument("--batch_size", type=int, default=4, help="micro-batch size per process")
+    if epochs:
+        p.add_argument("--max_epochs", type=int, default=3)
+        p.add_argument("--batch_size", type=int, default=4, help="micro-batch size per process")
     p.add_argument("--max_len", type=int, default=512, help="longest tokenised sequence; longer rows are cut")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (stage default when unset)")
     p.add_argument("--weight_decay", type=float, default=0.0)
@@ -45,8 +47,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--without_prompt", action="store_true",
                    help="do not wrap prompts in the template (the data already has its own prompt wording)")
     p.add_argument("--max_datasets_size", type=int, default=None, help="use only the first N rows")
-    p.add_argument("--eval_dataset", default=None, help="held-out rows in the same format as --dataset")
-    p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N optimizer steps (0: end of epoch)")
+    if epochs:
+        p.add_argument("--eval_dataset", default=None, help="held-out rows in the same format as --dataset")
+        p.add_argument("--eval_interval", type=int, default=0,
+                       help="evaluate every N optimizer steps (0: at the end of each epoch)")
     p.add_argument("--log_interval", type=int, default=1, help="log every N optimizer steps")
     p.add_argument("--log_dir", default=None, help="where metrics.jsonl and plots go (default: --save_path)")
     p.add_argument("--use_tensorboard", action="store_true")

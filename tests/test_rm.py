@@ -11,7 +11,8 @@ from conftest import FAMILIES, run_script, write_json, write_jsonl
 
 from coati.dataset.preference import PairCollator, PreferenceDataset, ranking_pairs, rows_to_pairs
 from coati.errors import UserError
-from coati.models.value import ValueModel, last_real_index, load_legacy_state_dict
+from coati.models.value import ValueModel, load_legacy_state_dict
+from coati.ops import last_true_index
 
 
 def test_ranking_row_expands_into_all_pairs_best_first():
@@ -56,8 +57,9 @@ def _scorer(tiny_models, family, tokenizer):
     return load_sequence_scorer(path, resolve_family(family, path), tokenizer).eval()
 
 
-def test_pooling_reads_the_last_real_token_under_left_and_right_padding(tiny_models, tokenizer):
-    model = ValueModel(_scorer(tiny_models, "llama", tokenizer))
+@pytest.mark.parametrize("family", ["gpt2", "llama", "bloom"])
+def test_pooling_reads_the_last_real_token_under_left_and_right_padding(tiny_models, tokenizer, family):
+    model = ValueModel(_scorer(tiny_models, family, tokenizer))
     ids = tokenizer("좋은 답변입니다.")["input_ids"] + [tokenizer.eos_token_id]
     pad, n = tokenizer.pad_token_id, len(ids)
     with torch.no_grad():
@@ -66,7 +68,7 @@ def test_pooling_reads_the_last_real_token_under_left_and_right_padding(tiny_mod
         left = model(torch.tensor([[pad] * 3 + ids]), torch.tensor([[0] * 3 + [1] * n]))
     torch.testing.assert_close(right, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(left, alone, atol=1e-5, rtol=1e-5)
-    assert last_real_index(torch.tensor([[1, 1, 0], [0, 1, 1], [1, 1, 1]])).tolist() == [1, 2, 2]
+    assert last_true_index(torch.tensor([[1, 1, 0], [0, 1, 1], [1, 1, 1]])).tolist() == [1, 2, 2]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

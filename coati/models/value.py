@@ -14,12 +14,8 @@ import torch
 from torch import nn
 
 from coati.errors import UserError
-
-
-def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last 1 in each row. attention_mask: (B, T); returns (B,). Works for left and right padding."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (positions * attention_mask.long()).argmax(dim=1)
+from coati.models.generation import position_kwargs
+from coati.ops import last_true_index
 
 
 class ValueModel(nn.Module):
@@ -40,11 +36,12 @@ class ValueModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False) -> torch.Tensor:
         backbone, head = self._parts()
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                          **position_kwargs(backbone, attention_mask)).last_hidden_state
         values = head(hidden).squeeze(-1).float()  # (B, T)
         if per_token:
             return values
-        return values.gather(1, last_real_index(attention_mask).unsqueeze(1)).squeeze(1)
+        return values.gather(1, last_true_index(attention_mask).unsqueeze(1)).squeeze(1)
 
 
 def load_legacy_state_dict(hf_model: nn.Module, path: str) -> list[str]:

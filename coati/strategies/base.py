@@ -84,6 +84,10 @@ class Strategy:
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
+    def generation_kwargs(self) -> dict:
+        """Extra `generate` arguments; sharded strategies need every rank to step together."""
+        return {}
+
     def no_sync(self, model: torch.nn.Module, sync: bool):
         """Context for a micro-batch of gradient accumulation; gradients sync only when `sync`."""
         return contextlib.nullcontext()

@@ -1,0 +1,74 @@
+"""The experience record: what one rollout produced, kept per sample and re-batched for PPO updates.
+
+Samples are stored unpadded so minibatches can mix rollouts of different lengths; `collate` pads them
+back: prompts on the left, responses on the right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One prompt and its sampled response. All per-token tensors have length A = response length
+    (up to and including the first EOS) and are aligned with the response tokens."""
+
+    prompt: torch.Tensor  # (P,) prompt ids, no padding
+    response: torch.Tensor  # (A,) response ids
+    log_probs: torch.Tensor  # (A,) actor log p(token) when sampled
+    ref_log_probs: torch.Tensor  # (A,) initial model log p(token)
+    values: torch.Tensor  # (A,) critic V(state before the token)
+    rewards: torch.Tensor  # (A,) -kl_coef * KL per token, plus the score at the last token
+    advantages: torch.Tensor  # (A,) GAE, whitened over the buffer before updates
+    returns: torch.Tensor  # (A,) advantages + values: the critic's target
+    score: float  # reward-model score of the whole sequence
+    kl: float  # sum over the response of log p - log p_ref
+
+
+@dataclass
+class Experience:
+    """A padded minibatch. B samples, P = longest prompt, A = longest response, T = P + A.
+
+    sequences (B, T), attention_mask (B, T), action_mask (B, A) bool; log_probs, ref_log_probs, values,
+    advantages, returns: (B, A), zero where action_mask is False; score, kl: (B,).
+    Column P - 1 + t of the logits predicts action t.
+    """
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    action_mask: torch.Tensor
+    log_probs: torch.Tensor
+    ref_log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    score: torch.Tensor
+    kl: torch.Tensor
+    prompt_len: int
+
+    def to(self, device: torch.device) -> Experience:
+        return Experience(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()})
+
+
+def collate(samples: list[Sample], pad_token_id: int) -> Experience:
+    """Pad a list of samples into one Experience."""
+    b = len(samples)
+    p = max(len(s.prompt) for s in samples)
+    a = max(len(s.response) for s in samples)
+    seq = torch.full((b, p + a), pad_token_id, dtype=torch.long)
+    attn = torch.zeros((b, p + a), dtype=torch.long)
+    action_mask = torch.zeros((b, a), dtype=torch.bool)
+    per_token = {k: torch.zeros((b, a)) for k in ("log_probs", "ref_log_probs", "values", "advantages", "returns")}
+    for i, s in enumerate(samples):
+        n_p, n_a = len(s.prompt), len(s.response)
+        seq[i, p - n_p: p] = s.prompt
+        seq[i, p: p + n_a] = s.response
+        attn[i, p - n_p: p + n_a] = 1
+        action_mask[i, :n_a] = True
+        for k, t in per_token.items():
+            t[i, :n_a] = getattr(s, k)
+    return Experience(seq, attn, action_mask, score=torch.tensor([s.score for s in samples]),
+                      kl=torch.tensor([s.kl for s in samples]), prompt_len=p, **per_token)

@@ -1,0 +1,133 @@
+"""PPO: collect rollouts, whiten advantages, then several clipped-update passes over the buffer.
+
+Episode = `num_collect_steps` rollout batches into the buffer, `num_update_steps` passes over it in
+minibatches of `train_batch_size`, then the buffer is cleared. Dropout stays off throughout, so the
+policy ratio is exactly 1 at the first minibatch of every episode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from coati.errors import UserError
+from coati.experience.experience import Sample, collate
+from coati.losses import policy_loss, token_nll_sum, value_loss
+from coati.models.generation import causal_lm_logits
+from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean
+
+
+class PPOTrainer:
+    def __init__(self, strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
+                 ptx_loader=None, num_episodes: int = 10, num_collect_steps: int = 1, num_update_steps: int = 1,
+                 train_batch_size: int = 8, ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2,
+                 vf_coef: float = 1.0, max_grad_norm: float = 1.0, logger=None, seed: int = 42):
+        self.strategy, self.actor, self.critic = strategy, actor, critic
+        self.actor_optim, self.critic_optim, self.maker = actor_optim, critic_optim, maker
+        self.prompt_loader, self.ptx_loader, self.tokenizer = prompt_loader, ptx_loader, tokenizer
+        self.num_episodes, self.num_collect_steps = num_episodes, num_collect_steps
+        self.num_update_steps, self.train_batch_size = num_update_steps, train_batch_size
+        self.ptx_coef, self.eps_clip, self.value_clip, self.vf_coef = ptx_coef, eps_clip, value_clip, vf_coef
+        self.max_grad_norm, self.logger, self.seed = max_grad_norm, logger, seed
+        self.episode = self.global_step = self.prompt_epoch = 0
+        self.history: list[dict] = []
+        self._prompts = self._cycle_prompts()
+        self._ptx = self._cycle(ptx_loader) if ptx_loader is not None else None
+
+    def fit(self) -> None:
+        bar = tqdm(total=self.num_episodes, desc="ppo", disable=not self.strategy.is_rank0, dynamic_ncols=True)
+        self.actor.eval()  # no dropout: see the module docstring
+        self.critic.eval()
+        while self.episode < self.num_episodes:
+            samples = [s for _ in range(self.num_collect_steps) for s in self.maker.make(next(self._prompts))]
+            self._whiten_advantages(samples)
+            stats = self._update(samples)
+            rollout = self.strategy.all_reduce(torch.tensor([
+                sum(s.score for s in samples) / len(samples), sum(s.kl for s in samples) / len(samples),
+                sum(len(s.response) for s in samples) / len(samples)]), "mean").tolist()
+            stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2], kl_coef=self.maker.kl_ctl.value)
+            self.maker.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
+            self.episode += 1
+            self.history.append(stats)
+            if self.logger is not None and self.strategy.is_rank0:
+                self.logger.log({"step": self.global_step, "episode": self.episode, "epoch": self.prompt_epoch,
+                                 **stats})
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
+        bar.close()
+
+    def _update(self, samples: list[Sample]) -> dict:
+        """num_update_steps passes over the buffer; returns the mean of each figure over all minibatches."""
+        gen = torch.Generator().manual_seed(self.seed * 100003 + self.episode)
+        totals: dict[str, float] = {}
+        n = 0
+        for _ in range(self.num_update_steps):
+            order = torch.randperm(len(samples), generator=gen).tolist()
+            for start in range(0, len(order), self.train_batch_size):
+                batch = collate([samples[i] for i in order[start:start + self.train_batch_size]],
+                                self.tokenizer.pad_token_id)
+                for k, v in self.train_step(batch.to(self.strategy.device)).items():
+                    totals[k] = totals.get(k, 0.0) + v
+                n += 1
+        return {k: v / n for k, v in totals.items()}
+
+    def train_step(self, exp) -> dict:
+        """One actor and one critic update on a minibatch. Returns the step's figures."""
+        p, mask = exp.prompt_len, exp.action_mask
+        actions = exp.sequences[:, p:]
+        logits = causal_lm_logits(self.actor, exp.sequences, exp.attention_mask)[:, p - 1:-1]
+        log_probs = log_probs_from_logits(logits, actions)
+        pg_loss, clipfrac = policy_loss(log_probs, exp.log_probs, exp.advantages, mask, self.eps_clip)
+        entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
+        actor_loss, ptx_loss = pg_loss, torch.zeros(())
+        if self._ptx is not None:
+            ptx = {k: v.to(self.strategy.device) for k, v in next(self._ptx).items()}
+            nll, count = token_nll_sum(causal_lm_logits(self.actor, ptx["input_ids"], ptx["attention_mask"]),
+                                       ptx["labels"])
+            ptx_loss = nll / count.clamp(min=1)
+            actor_loss = (1 - self.ptx_coef) * pg_loss + self.ptx_coef * ptx_loss
+        self._check_finite(actor_loss, "actor")
+        self.strategy.backward(actor_loss, self.actor, self.actor_optim)
+        self.strategy.step(self.actor_optim, self.actor, self.max_grad_norm)
+
+        values = self.critic(input_ids=exp.sequences, attention_mask=exp.attention_mask, per_token=True)[:, p - 1:-1]
+        v_loss = value_loss(values, exp.values, exp.returns, mask, self.value_clip)
+        self._check_finite(v_loss, "critic")
+        self.strategy.backward(self.vf_coef * v_loss, self.critic, self.critic_optim)
+        self.strategy.step(self.critic_optim, self.critic, self.max_grad_norm)
+        self.global_step += 1
+        figures = torch.stack([pg_loss.detach(), v_loss.detach(), ptx_loss.detach().to(pg_loss.device),
+                               clipfrac.detach(), entropy.detach()]).float()
+        names = ("policy_loss", "value_loss", "ptx_loss", "clipfrac", "entropy")
+        return dict(zip(names, self.strategy.all_reduce(figures, "mean").tolist()))
+
+    def _whiten_advantages(self, samples: list[Sample]) -> None:
+        """Normalise advantages to mean 0, std 1 over every response token of the buffer on all ranks."""
+        flat = torch.cat([s.advantages for s in samples]).double()
+        stats = self.strategy.all_reduce(torch.stack([flat.sum(), (flat ** 2).sum(),
+                                                      torch.tensor(float(flat.numel()), dtype=torch.float64)]),
+                                         "sum").cpu()
+        mean = stats[0] / stats[2]
+        std = (stats[1] / stats[2] - mean ** 2).clamp(min=0).sqrt()
+        for s in samples:
+            s.advantages = ((s.advantages.double() - mean) / (std + 1e-8)).float()
+
+    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
+        if not math.isfinite(loss.item()):
+            raise UserError(f"the {which} loss became {loss.item()} at PPO step {self.global_step + 1} (episode "
+                            f"{self.episode + 1}); lower --actor_lr/--critic_lr or use fp32/bf16")
+
+    def _cycle_prompts(self):
+        while True:
+            self.strategy.set_epoch(self.prompt_loader, self.prompt_epoch)
+            yield from self.prompt_loader
+            self.prompt_epoch += 1
+
+    def _cycle(self, loader):
+        epoch = 0
+        while True:
+            self.strategy.set_epoch(loader, epoch)
+            yield from loader
+            epoch += 1

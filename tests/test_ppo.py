@@ -1,0 +1,129 @@
+"""Stage 3: experience shapes for every family, ptx alignment, and SFT -> RM -> PPO end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FAMILIES, run_script, write_json
+
+from coati.dataset.prompt import LeftPadCollator, PromptDataset
+from coati.dataset.sft import IGNORE_INDEX, SFTCollator, SFTDataset
+from coati.experience.experience import collate
+from coati.experience.maker import ExperienceMaker
+from coati.models.value import ValueModel
+from coati.ops import FixedKLController
+from coati.strategies.base import Strategy
+
+PROMPTS = [{"instruction": q} for q in ["오늘 뭐 먹을까요?", "주말에 어디 갈까요?", "공부는 어떻게 해요?",
+                                        "운동을 시작하고 싶어요.", "커피 추천해 주세요."]]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
+    from coati.models.loading import load_causal_lm, load_sequence_scorer
+    from coati.models.registry import resolve_family
+
+    path = tiny_models(family)
+    fam = resolve_family(family, path)
+    actor = load_causal_lm(path, fam, tokenizer).eval()
+    initial = load_causal_lm(path, fam, tokenizer).eval()
+    critic = ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval()
+    rm = ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval()
+    maker = ExperienceMaker(Strategy(), actor, critic, rm, initial, tokenizer, FixedKLController(0.1),
+                            dict(max_new_tokens=6), gamma=1.0, lam=0.95)
+    prompts = PromptDataset(PROMPTS, tokenizer, 64)
+    batch = LeftPadCollator(tokenizer.pad_token_id)([prompts[i] for i in range(4)])
+    torch.manual_seed(0)
+    samples = maker.make(batch)
+    assert len(samples) == 4
+    for s, p in zip(samples, (prompts[i] for i in range(4))):
+        a = len(s.response)
+        assert 1 <= a <= 6 and s.prompt.tolist() == p
+        for name in ("log_probs", "ref_log_probs", "values", "rewards", "advantages", "returns"):
+            assert getattr(s, name).shape == (a,), name
+        # the initial model has the actor's weights, so the KL penalty is zero and only the score remains
+        assert s.kl == pytest.approx(0.0, abs=1e-4)
+        assert float(s.rewards.sum()) == pytest.approx(s.score, abs=1e-4)
+        if tokenizer.eos_token_id in s.response.tolist():
+            assert s.response.tolist().index(tokenizer.eos_token_id) == a - 1
+    exp = collate(samples, tokenizer.pad_token_id)
+    b, a_max = exp.action_mask.shape
+    assert exp.sequences.shape == (4, exp.prompt_len + a_max) == exp.attention_mask.shape
+    assert exp.log_probs.shape == exp.values.shape == exp.advantages.shape == (4, a_max)
+    assert exp.action_mask.sum(1).tolist() == [len(s.response) for s in samples]
+    # recomputing the actor's log-probs on the re-padded batch gives the sampled ones (same positions)
+    from coati.models.generation import causal_lm_logits
+    from coati.ops import log_probs_from_logits
+
+    with torch.no_grad():
+        lp = log_probs_from_logits(causal_lm_logits(actor, exp.sequences, exp.attention_mask)[:, exp.prompt_len - 1:-1],
+                                   exp.sequences[:, exp.prompt_len:])
+    torch.testing.assert_close(lp * exp.action_mask, exp.log_probs, atol=1e-4, rtol=1e-4)
+
+
+def test_ptx_batches_are_aligned(tokenizer):
+    rows = [{"instruction": f"질문 {i}", "output": "대답 " * (i + 1)} for i in range(5)]
+    ds = SFTDataset(rows, tokenizer, 128)
+    batch = SFTCollator(tokenizer.pad_token_id)([ds[i] for i in (3, 0, 4)])
+    for row, i in enumerate((3, 0, 4)):
+        n = len(ds[i]["input_ids"])
+        assert batch["input_ids"][row, :n].tolist() == ds[i]["input_ids"]
+        assert int(batch["attention_mask"][row].sum()) == n
+        labels = batch["labels"][row]
+        real = labels != IGNORE_INDEX
+        # every target is the row's own token at that position
+        assert torch.equal(labels[real], batch["input_ids"][row][real])
+        assert int(real.sum()) == n - ds[i]["labels"].count(IGNORE_INDEX)
+
+
+GOOD = "네, 좋은 질문이에요. 친절하게 도와 드릴게요."
+BAD = "몰라요. 귀찮아요."
+
+
+def test_sft_rm_ppo_end_to_end_ddp_with_ptx(tiny_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    topics = ["요리", "여행", "공부", "운동", "음악", "독서", "청소", "산책", "커피", "사진", "수영", "영화"]
+    sft_rows = [{"prompt": f"{t}에 대해 알려 주세요.", "completion": GOOD if i % 2 else BAD}
+                for i, t in enumerate(topics * 2)]
+    rm_rows = [{"prompt": f"{t} 좋아하세요?", "chosen": GOOD, "rejected": BAD} for t in topics]
+    ppo_rows = [{"prompt": f"{t}은 어때요?"} for t in topics]
+    held_rows = [{"prompt": f"{t} 이야기 해 주세요."} for t in topics[:8]]
+    sft_data, rm_data = write_json(tmp_path / "sft.json", sft_rows), write_json(tmp_path / "rm.json", rm_rows)
+    ppo_data, held = write_json(tmp_path / "ppo.json", ppo_rows), write_json(tmp_path / "held.json", held_rows)
+    base = tiny_models("gptneox")
+    res = run_script(["train_sft.py", "--strategy", "naive", "--model", "gptneox", "--pretrain", base, "--dataset",
+                      sft_data, "--instruction_str", "prompt", "--output_str", "completion", "--save_path",
+                      str(tmp_path / "sft"), "--batch_size", "8", "--accumulation_steps", "1", "--max_epochs", "40",
+                      "--lr", "1e-2", "--warmup_ratio", "0"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gptneox", "--pretrain",
+                      str(tmp_path / "sft"), "--dataset", rm_data, "--save_path", str(tmp_path / "rm"),
+                      "--batch_size", "4", "--max_epochs", "6", "--lr", "2e-3", "--eval_split", "0"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "ppo"
+    res = run_script(["train_prompts.py", "--strategy", "ddp", "--model", "gptneox", "--pretrain",
+                      str(tmp_path / "sft"), "--rm_path", str(tmp_path / "rm"), "--prompt_dataset", ppo_data,
+                      "--ppo_instruction_str", "prompt", "--pretrain_dataset", sft_data, "--instruction_str", "prompt",
+                      "--output_str", "completion", "--eval_dataset", held, "--save_path", str(out),
+                      "--num_episodes", "8", "--num_collect_steps", "1", "--num_update_steps", "2",
+                      "--experience_batch_size", "6", "--train_batch_size", "6", "--ptx_batch_size", "2",
+                      "--ptx_coef", "0.05", "--max_new_tokens", "16", "--actor_lr", "2e-3", "--critic_lr", "2e-3",
+                      "--kl_coef", "0.05"], nproc=2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    episodes = [r for r in records if "episode" in r]
+    assert len(episodes) == 8
+    for key in ("reward", "kl", "policy_loss", "value_loss", "ptx_loss", "clipfrac", "entropy", "response_len"):
+        assert key in episodes[0], key
+    first = sum(r["reward"] for r in episodes[:2]) / 2
+    last = sum(r["reward"] for r in episodes[-2:]) / 2
+    assert last > first, [r["reward"] for r in episodes]
+    held_out = [r for r in records if r.get("split") == "eval"][0]
+    assert held_out["reward"] > held_out["reward_before"], held_out
+    assert max(r["kl"] for r in episodes) < 10.0
+    assert all(r["ptx_loss"] > 0 for r in episodes)
+    AutoModelForCausalLM.from_pretrained(out)
+    assert (out / "ppo_reward_kl.png").exists()

@@ -1,0 +1,227 @@
+"""Stage 3: PPO of the tuned model against the reward model.
+
+    torchrun --standalone --nproc_per_node=2 train_prompts.py --model polyglotko --pretrain outputs/sft \
+        --rm_path outputs/rm --prompt_dataset data/kochatgpt_ppo_ko.jsonl --ppo_instruction_str prompt \
+        --pretrain_dataset data/kochatgpt_sft_ko.jsonl --instruction_str prompt --output_str completion \
+        --save_path outputs/ppo
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from coati.cli import base_parser, check_common
+from coati.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv: list[str] | None = None):
+    from coati.models.registry import MODEL_CHOICES
+
+    p = base_parser(__doc__.splitlines()[0], epochs=False)
+    p.add_argument("--rm_model", default=None, type=str.lower, choices=MODEL_CHOICES,
+                   help="reward-model family (default: read from the reward model's config)")
+    p.add_argument("--rm_pretrain", default=None, help="base model of a legacy .pt --rm_path")
+    p.add_argument("--rm_path", default=None, help="reward model: a train_reward_model.py folder or a Coati .pt")
+    p.add_argument("--prompt_dataset", default=None, help="prompt rows (.json/.jsonl/.parquet/folder/hub name)")
+    p.add_argument("--ppo_instruction_str", default="instruction", help="key of the prompt in --prompt_dataset")
+    p.add_argument("--pretrain_dataset", default=None, help="SFT rows for the ptx loss (optional)")
+    p.add_argument("--instruction_str", default="instruction", help="key of the instruction in --pretrain_dataset")
+    p.add_argument("--input_str", default="input", help="key of the input in --pretrain_dataset")
+    p.add_argument("--output_str", default="output", help="key of the response in --pretrain_dataset")
+    p.add_argument("--eval_dataset", default=None,
+                   help="held-out prompts: their responses are scored before and after PPO")
+    p.add_argument("--num_episodes", type=int, default=10)
+    p.add_argument("--num_collect_steps", type=int, default=10, help="rollout batches per episode")
+    p.add_argument("--num_update_steps", type=int, default=5, help="passes over the episode's buffer")
+    p.add_argument("--experience_batch_size", type=int, default=8, help="prompts per rollout batch")
+    p.add_argument("--train_batch_size", type=int, default=8, help="samples per PPO minibatch")
+    p.add_argument("--ptx_batch_size", type=int, default=1, help="pretrain rows per minibatch for the ptx loss")
+    p.add_argument("--ptx_coef", type=float, default=0.9,
+                   help="actor loss = (1 - ptx_coef) * policy_loss + ptx_coef * ptx_loss (with --pretrain_dataset)")
+    p.add_argument("--kl_coef", type=float, default=0.1, help="per-token KL penalty against the initial model")
+    p.add_argument("--target_kl", type=float, default=None, help="adapt kl_coef towards this KL (off when unset)")
+    p.add_argument("--kl_horizon", type=float, default=10000, help="horizon of the adaptive KL controller")
+    p.add_argument("--reward_clip", type=float, default=None, help="clip reward-model scores to +-this")
+    p.add_argument("--actor_lr", type=float, default=1e-6)
+    p.add_argument("--critic_lr", type=float, default=1e-5)
+    p.add_argument("--max_input_len", type=int, default=256, help="prompt tokens kept (from the end)")
+    p.add_argument("--max_new_tokens", type=int, default=128)
+    p.add_argument("--top_k", type=int, default=50)
+    p.add_argument("--top_p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--gamma", type=float, default=1.0, help="GAE discount")
+    p.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
+    p.add_argument("--eps_clip", type=float, default=0.2, help="policy ratio clip")
+    p.add_argument("--value_clip", type=float, default=0.2, help="value clip (0 disables)")
+    p.add_argument("--vf_coef", type=float, default=1.0, help="weight of the value loss")
+    p.add_argument("--offload_frozen", action="store_true",
+                   help="keep the initial and reward models on the CPU except while they score")
+    return p.parse_args(argv)
+
+
+def check_args(args) -> None:
+    from coati.models.loading import check_model_source
+    from coati.models.value import is_legacy_file
+
+    check_common(args)
+    if not args.prompt_dataset:
+        raise UserError("--prompt_dataset is required: rows with an instruction per prompt")
+    if not args.rm_path:
+        raise UserError("--rm_path is required: the folder written by train_reward_model.py (or a Coati .pt "
+                        "with --rm_pretrain)")
+    check_model_source(args.rm_path, "--rm_path")
+    if is_legacy_file(args.rm_path):
+        if not args.rm_pretrain:
+            raise UserError(f"--rm_path {args.rm_path} is a .pt state dict; also give --rm_pretrain, the base model "
+                            "it was trained from")
+        check_model_source(args.rm_pretrain, "--rm_pretrain")
+    for name in ("num_episodes", "num_collect_steps", "num_update_steps", "experience_batch_size",
+                 "train_batch_size", "ptx_batch_size", "max_new_tokens", "max_input_len"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.ptx_coef <= 1:
+        raise UserError(f"--ptx_coef must be in [0, 1], got {args.ptx_coef}")
+
+
+@exit_on_user_error
+def main(args) -> dict:
+    from coati.dataset.io import load_rows
+    from coati.models.registry import resolve_family
+    from coati.models.value import is_legacy_file
+
+    # Everything the user can get wrong is checked before a model is loaded.
+    check_args(args)
+    family = resolve_family(args.model, args.pretrain)
+    legacy_rm = is_legacy_file(args.rm_path)
+    rm_source = args.rm_pretrain if legacy_rm else args.rm_path
+    rm_family = resolve_family(args.rm_model or "auto", rm_source, "--rm_model") if args.rm_model or \
+        os.path.isdir(rm_source) else family
+    prompt_rows = load_rows(args.prompt_dataset, args.max_datasets_size, flag="--prompt_dataset")
+    ptx_rows = load_rows(args.pretrain_dataset, flag="--pretrain_dataset") if args.pretrain_dataset else None
+    eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
+
+    import torch
+
+    from coati.checkpoint import atomic_dir, save_hf_model, write_json
+    from coati.cli import args_record
+    from coati.dataset.prompt import LeftPadCollator, PromptDataset
+    from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+    from coati.experience.maker import ExperienceMaker
+    from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer, load_tokenizer
+    from coati.models.value import ValueModel, load_legacy_state_dict
+    from coati.ops import AdaptiveKLController, FixedKLController
+    from coati.strategies import build_strategy
+    from coati.trainer.metrics import MetricsLogger, plot_metrics
+    from coati.trainer.ppo import PPOTrainer
+
+    strategy = build_strategy(args.strategy, args.seed)
+    tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
+    rm_tokenizer = load_tokenizer(rm_source, args.max_len, args.trust_remote_code, distinct_pad=True)
+    check_same_vocabulary(tokenizer, rm_tokenizer, rm_source)
+    prompts = PromptDataset(prompt_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
+                            without_prompt=args.without_prompt)
+    eval_prompts = PromptDataset(eval_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
+                                 without_prompt=args.without_prompt, source="--eval_dataset") if eval_rows else None
+    ptx_set = SFTDataset(ptx_rows, tokenizer, args.max_len, args.language,
+                         Keys(args.instruction_str, args.input_str, args.output_str), args.without_prompt,
+                         "--pretrain_dataset") if ptx_rows else None
+    if strategy.is_rank0:
+        print(f"[ppo] {len(prompts)} prompts ({prompts.truncated} cut to --max_input_len {args.max_input_len})"
+              + (f", {len(ptx_set)} ptx rows" if ptx_set else ""), file=sys.stderr)
+
+    # Actor and its frozen twin from --pretrain; reward model and critic from the stage-2 model.
+    actor = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
+    actor = apply_lora(actor, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
+    initial = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code).requires_grad_(False)
+    reward_hf = load_sequence_scorer(rm_source, rm_family, rm_tokenizer, args.dtype, args.trust_remote_code)
+    critic_hf = load_sequence_scorer(rm_source, rm_family, rm_tokenizer, args.dtype, args.trust_remote_code,
+                                     args.grad_checkpoint)
+    if legacy_rm:
+        for hf in (reward_hf, critic_hf):
+            notes = load_legacy_state_dict(hf, args.rm_path)
+        for note in notes:
+            print(f"[ppo] {args.rm_path}: {note}", file=sys.stderr)
+    critic_hf = apply_lora(critic_hf, args.lora_rank, args.lora_alpha, args.lora_dropout, "SEQ_CLS")
+    reward_model = ValueModel(reward_hf).requires_grad_(False).eval()
+    initial.eval()
+
+    actor, actor_optim = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
+    critic, critic_optim = strategy.prepare_train(ValueModel(critic_hf), args.critic_lr, args.weight_decay)
+    frozen_device = "cpu" if args.offload_frozen else strategy.device
+    initial, reward_model = initial.to(frozen_device), reward_model.to(frozen_device)
+
+    prompt_loader = strategy.dataloader(prompts, args.experience_batch_size, LeftPadCollator(tokenizer.pad_token_id),
+                                        shuffle=True, drop_last=len(prompts) >= args.experience_batch_size)
+    ptx_loader = strategy.dataloader(ptx_set, args.ptx_batch_size, SFTCollator(tokenizer.pad_token_id),
+                                     shuffle=True) if ptx_set else None
+    kl_ctl = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon) if args.target_kl else \
+        FixedKLController(args.kl_coef)
+    gen_kwargs = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
+                      temperature=args.temperature)
+    maker = ExperienceMaker(strategy, actor, critic, reward_model, initial, tokenizer, kl_ctl, gen_kwargs,
+                            args.gamma, args.lam, args.reward_clip, args.offload_frozen)
+    logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard, args.use_wandb,
+                           "ppo", args_record(args))
+    trainer = PPOTrainer(strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
+                         ptx_loader, args.num_episodes, args.num_collect_steps, args.num_update_steps,
+                         args.train_batch_size, args.ptx_coef, args.eps_clip, args.value_clip, args.vf_coef,
+                         args.max_grad_norm, logger, args.seed)
+
+    eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
+    trainer.fit()
+    eval_after = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
+    if eval_prompts and strategy.is_rank0:
+        logger.log({"step": trainer.global_step, "split": "eval", "reward_before": eval_before,
+                    "reward": eval_after})
+    logger.close()
+
+    if strategy.is_rank0:
+        with atomic_dir(args.save_path) as out:
+            save_hf_model(strategy.unwrap(actor), tokenizer, out, args.merge_lora)
+            write_json(os.path.join(out, "args.json"), args_record(args))
+            plot_metrics(logger.records, ["reward", "kl", "policy_loss", "value_loss"],
+                         os.path.join(out, "ppo_reward_kl.png"), "PPO")
+            if args.need_optim_ckpt:
+                torch.save({"actor_optimizer": strategy.optimizer_state_dict(actor_optim, actor),
+                            "critic_optimizer": strategy.optimizer_state_dict(critic_optim, critic),
+                            "critic": strategy.model_state_dict(critic), "kl_ctl": kl_ctl.state_dict(),
+                            "episode": trainer.episode}, os.path.join(out, "optimizer.pt"))
+        h = trainer.history
+        k = max(1, len(h) // 4)
+        first, last = (sum(x["reward"] for x in h[:k]) / k, sum(x["reward"] for x in h[-k:]) / k)
+        print(f"[ppo] done: {trainer.episode} episodes, {trainer.global_step} updates; mean reward {first:.3f} "
+              f"(first {k}) -> {last:.3f} (last {k}), kl {h[-1]['kl']:.3f}"
+              + (f"; held-out reward {eval_before:.3f} -> {eval_after:.3f}" if eval_prompts else "")
+              + f"; actor in {args.save_path}", file=sys.stderr)
+    strategy.barrier()
+    strategy.close()
+    return {"history": trainer.history, "eval_before": eval_before, "eval_after": eval_after}
+
+
+def check_same_vocabulary(actor_tok, rm_tok, rm_source: str) -> None:
+    """The reward model reads the actor's token ids, so both must share a vocabulary."""
+    a, r = actor_tok.get_vocab(), rm_tok.get_vocab()
+    if any(r.get(tok) != idx for tok, idx in a.items() if tok != actor_tok.pad_token):
+        raise UserError(f"the reward model at {rm_source} uses a different tokenizer from --pretrain; train it from "
+                        "the same base model (or the SFT output)")
+
+
+def score_prompts(maker, prompts, strategy, tokenizer, args) -> float:
+    """Mean reward-model score of the actor's sampled responses to `prompts` (all ranks together)."""
+    import torch
+
+    from coati.dataset.prompt import LeftPadCollator
+
+    loader = strategy.dataloader(prompts, args.experience_batch_size, LeftPadCollator(tokenizer.pad_token_id),
+                                 shuffle=False)
+    total = torch.zeros(2)
+    for batch in loader:
+        samples = maker.make(batch)
+        total += torch.tensor([sum(s.score for s in samples), float(len(samples))])
+    total = strategy.all_reduce(total, "sum")
+    return float(total[0] / total[1])
+
+
+if __name__ == "__main__":
+    main(parse_args())
