@@ -9,3 +9,5 @@ python -m coati.kit tiny --model polyglotko --out outputs/tiny-polyglotko
 bash train_sft.sh
 bash train_rm.sh
 bash train_prompts.sh
+python inference.py --model_path outputs/ppo --prompt "주말에 집에서 할 만한 취미를 추천해 주세요." --max_new_tokens 60
+python -m coati.summary outputs/sft outputs/rm outputs/ppo

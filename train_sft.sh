@@ -14,8 +14,8 @@ LANGUAGE=${LANGUAGE:-ko}                           # ko | en prompt template
 SAVE_PATH=${SAVE_PATH:-outputs/sft}
 BATCH_SIZE=${BATCH_SIZE:-8}                        # per process
 ACCUMULATION_STEPS=${ACCUMULATION_STEPS:-1}
-MAX_EPOCHS=${MAX_EPOCHS:-4}
-LR=${LR:-2e-3}                                     # ~2e-5 for a real pretrained model
+MAX_EPOCHS=${MAX_EPOCHS:-12}
+LR=${LR:-3e-3}                                     # ~2e-5 for a real pretrained model
 MAX_LEN=${MAX_LEN:-256}
 LORA_RANK=${LORA_RANK:-0}                          # e.g. 8 for a billion-parameter model
 

@@ -25,6 +25,8 @@ class RewardModelTrainer:
     def fit(self) -> None:
         bar = tqdm(total=len(self.train_loader) * self.max_epochs, desc="rm", disable=not self.strategy.is_rank0,
                    dynamic_ncols=True)
+        if self.global_step == 0:
+            self.evaluate(0)  # the untrained model's accuracy, so the curve shows where learning started
         for epoch in range(self.max_epochs):
             self.strategy.set_epoch(self.train_loader, epoch)
             self.model.train()

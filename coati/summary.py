@@ -1,0 +1,52 @@
+"""Print what each stage of a run produced: `python -m coati.summary outputs/sft outputs/rm outputs/ppo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _records(folder: str) -> list[dict]:
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def describe(folder: str) -> str:
+    """One line for a stage's output folder, from its metrics.jsonl."""
+    recs = _records(folder)
+    train = [r for r in recs if r.get("split", "train") == "train"]
+    evals = [r for r in recs if r.get("split") == "eval"]
+    plots = sorted(f for f in os.listdir(folder) if f.endswith(".png")) if os.path.isdir(folder) else []
+    if not recs:
+        return f"{folder}: no metrics.jsonl"
+    if "reward" in train[-1]:
+        k = max(1, len(train) // 4)
+        first = sum(r["reward"] for r in train[:k]) / k
+        last = sum(r["reward"] for r in train[-k:]) / k
+        text = (f"PPO  {len(train)} episodes, {train[-1]['step']} updates: reward {first:+.3f} -> {last:+.3f}, "
+                f"KL {train[-1]['kl']:.3f}")
+        if evals:
+            text += f"; held-out reward {evals[-1]['reward_before']:+.3f} -> {evals[-1]['reward']:+.3f}"
+    elif "acc" in train[-1]:
+        text = f"RM   {train[-1]['step']} steps: loss {train[-1]['loss']:.4f}"
+        if evals:
+            text += f", held-out accuracy {evals[0]['acc']:.3f} -> {evals[-1]['acc']:.3f}, margin {evals[-1]['dist']:.3f}"
+    else:
+        text = f"SFT  {train[-1]['step']} steps: loss {train[0]['loss']:.4f} -> {train[-1]['loss']:.4f}"
+        if evals:
+            text += f", eval loss {evals[-1]['loss']:.4f}"
+    return f"{text}\n     model: {folder}/  plots: {', '.join(plots) or 'none'}"
+
+
+def main(folders: list[str]) -> None:
+    print("\n== coati run summary ==")
+    for folder in folders:
+        print(describe(folder))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["outputs/sft", "outputs/rm", "outputs/ppo"])
