@@ -101,9 +101,8 @@ def main(args) -> dict:
     ptx_rows = load_rows(args.pretrain_dataset, flag="--pretrain_dataset") if args.pretrain_dataset else None
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    import torch
 
-    from coati.checkpoint import atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
     from coati.cli import args_record
     from coati.dataset.prompt import LeftPadCollator, PromptDataset
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
@@ -161,14 +160,22 @@ def main(args) -> dict:
                       temperature=args.temperature)
     maker = ExperienceMaker(strategy, actor, critic, reward_model, initial, tokenizer, kl_ctl, gen_kwargs,
                             args.gamma, args.lam, args.reward_clip, args.offload_frozen)
-    logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard, args.use_wandb,
-                           "ppo", args_record(args))
+    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints,
+                        {"actor": actor, "critic": critic}, {"actor": actor_optim, "critic": critic_optim})
     trainer = PPOTrainer(strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
                          ptx_loader, args.num_episodes, args.num_collect_steps, args.num_update_steps,
                          args.train_batch_size, args.ptx_coef, args.eps_clip, args.value_clip, args.vf_coef,
-                         args.max_grad_norm, logger, args.seed)
+                         args.max_grad_norm, None, args.seed, ckpt, args.skip_nonfinite)
+    if args.resume_checkpoint:
+        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
+        eval_before = trainer.eval_before
+    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
+                                            args.use_wandb, "ppo", args_record(args),
+                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
 
-    eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
+    if not args.resume_checkpoint:
+        eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
+    trainer.eval_before = eval_before
     trainer.fit()
     eval_after = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
     if eval_prompts and strategy.is_rank0:
@@ -176,17 +183,14 @@ def main(args) -> dict:
                     "reward": eval_after})
     logger.close()
 
+    if args.need_optim_ckpt:  # a full checkpoint: actor/critic optimizers, KL controller, RNG; resumable
+        ckpt.save(trainer.global_step, trainer.state_dict())
     if strategy.is_rank0:
         with atomic_dir(args.save_path) as out:
             save_hf_model(strategy.unwrap(actor), tokenizer, out, args.merge_lora)
             write_json(os.path.join(out, "args.json"), args_record(args))
             plot_metrics(logger.records, ["reward", "kl", "policy_loss", "value_loss"],
                          os.path.join(out, "ppo_reward_kl.png"), "PPO")
-            if args.need_optim_ckpt:
-                torch.save({"actor_optimizer": strategy.optimizer_state_dict(actor_optim, actor),
-                            "critic_optimizer": strategy.optimizer_state_dict(critic_optim, critic),
-                            "critic": strategy.model_state_dict(critic), "kl_ctl": kl_ctl.state_dict(),
-                            "episode": trainer.episode}, os.path.join(out, "optimizer.pt"))
         h = trainer.history
         k = max(1, len(h) // 4)
         first, last = (sum(x["reward"] for x in h[:k]) / k, sum(x["reward"] for x in h[-k:]) / k)

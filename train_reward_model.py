@@ -63,7 +63,7 @@ def main(args) -> dict:
     eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
         else []
 
-    from coati.checkpoint import atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
     from coati.cli import args_record
     from coati.dataset.preference import PairCollator, PreferenceDataset
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
@@ -93,14 +93,21 @@ def main(args) -> dict:
     train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
     scheduler = cosine_schedule(optimizer, len(train_loader) * args.max_epochs, args.warmup_ratio)
-    logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard, args.use_wandb,
-                           "rm", args_record(args))
-
+    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints, {"model": model},
+                        {"model": optimizer}, {"model": scheduler})
     trainer = RewardModelTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.loss_fn,
-                                 args.max_epochs, args.max_grad_norm, logger, args.log_interval, args.eval_interval)
+                                 args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval,
+                                 ckpt, args.skip_nonfinite)
+    if args.resume_checkpoint:
+        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
+    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
+                                            args.use_wandb, "rm", args_record(args),
+                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
     trainer.fit()
     logger.close()
 
+    if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
+        ckpt.save(trainer.global_step, trainer.state_dict())
     if strategy.is_rank0:
         with atomic_dir(args.save_path) as out:
             save_hf_model(strategy.unwrap(model).hf, tokenizer, out, args.merge_lora)

@@ -39,7 +39,7 @@ def main(args) -> dict:
     rows = load_rows(args.dataset, args.max_datasets_size)
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    from coati.checkpoint import atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
     from coati.cli import args_record
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
@@ -67,25 +67,26 @@ def main(args) -> dict:
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
     steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
     scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
-    log_dir = args.log_dir or args.save_path
-    logger = MetricsLogger(log_dir, strategy.is_rank0, args.use_tensorboard, args.use_wandb, "sft", args_record(args))
-
+    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints, {"model": model},
+                        {"model": optimizer}, {"model": scheduler})
     trainer = SFTTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.accumulation_steps,
-                         args.max_epochs, args.max_grad_norm, logger, args.log_interval, args.eval_interval)
+                         args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval, ckpt,
+                         args.skip_nonfinite)
+    if args.resume_checkpoint:
+        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
+    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
+                                            args.use_wandb, "sft", args_record(args),
+                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
     trainer.fit()
     logger.close()
 
-    state = strategy.optimizer_state_dict(optimizer, model) if args.need_optim_ckpt else None
+    if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
+        ckpt.save(trainer.global_step, trainer.state_dict())
     if strategy.is_rank0:
         with atomic_dir(args.save_path) as out:
             save_hf_model(strategy.unwrap(model), tokenizer, out, args.merge_lora)
             write_json(os.path.join(out, "args.json"), args_record(args))
             plot_metrics(logger.records, ["loss", "lr"], os.path.join(out, "sft_loss.png"), "SFT")
-            if state is not None:
-                import torch
-
-                torch.save({"optimizer": state, "scheduler": scheduler.state_dict(), "step": trainer.global_step},
-                           os.path.join(out, "optimizer.pt"))
         print(f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
               + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
               + f"; model in {args.save_path}", file=sys.stderr)

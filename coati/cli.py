@@ -56,7 +56,11 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     p.add_argument("--use_tensorboard", action="store_true")
     p.add_argument("--use_wandb", action="store_true")
     p.add_argument("--save_interval", type=int, default=0, help="write a checkpoint every N steps (0: never)")
-    p.add_argument("--resume_from", default=None, help="checkpoint folder to continue from, or 'latest'")
+    p.add_argument("--max_checkpoints", type=int, default=None, help="keep only the newest N checkpoints")
+    p.add_argument("--resume_from", default=None,
+                   help="checkpoint folder to continue from, or 'latest' (the newest in --save_path)")
+    p.add_argument("--skip_nonfinite", action="store_true",
+                   help="skip a step whose loss or gradient is inf/NaN instead of stopping the run")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="weights dtype")
     p.add_argument("--trust_remote_code", action="store_true", help="allow model code from the checkpoint")
     return p
@@ -81,6 +85,11 @@ def check_common(args: argparse.Namespace) -> None:
         check_tokenizer_source(args.tokenizer)
     if os.path.isfile(args.save_path):
         raise UserError(f"--save_path {args.save_path} is a file; it must be a folder (it will hold the model)")
+    if args.save_interval < 0 or (args.max_checkpoints is not None and args.max_checkpoints <= 0):
+        raise UserError("--save_interval must be >= 0 and --max_checkpoints positive")
+    from coati.checkpoint import resolve_resume
+
+    args.resume_checkpoint = resolve_resume(args.resume_from, args.save_path)
 
 
 def check_tokenizer_source(path: str) -> None:

@@ -10,8 +10,17 @@ class UserError(Exception):
     """Bad input from the user (a path, a flag, a data file). Printed as one line, exit code 2."""
 
 
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT arrived and a checkpoint was written at the step boundary."""
+
+    def __init__(self, signame: str, checkpoint: str):
+        super().__init__(f"stopped by {signame}; checkpoint in {checkpoint}")
+        self.signame, self.checkpoint = signame, checkpoint
+
+
 def exit_on_user_error(main):
-    """Wrap a script's main so a UserError becomes one line on stderr and exit status 2.
+    """Wrap a script's main so a UserError becomes one line on stderr and exit status 2, and a
+    SIGTERM/SIGINT stop one line and 128 + the signal number, as shells report signals.
 
     Bugs still raise with their traceback; only mistakes the user can fix are shortened.
     """
@@ -23,5 +32,8 @@ def exit_on_user_error(main):
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except TrainingInterrupted as stop:
+            print(f"{stop}; continue with --resume_from {stop.checkpoint} (or --resume_from latest)", file=sys.stderr)
+            sys.exit(130 if stop.signame == "SIGINT" else 143)
 
     return wrapped

@@ -7,6 +7,8 @@ never ask which strategy they have. `Strategy` itself is the single-process ("na
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import os
 import random
 
@@ -96,22 +98,45 @@ class Strategy:
         loss.backward()
 
     def step(self, optimizer, model: torch.nn.Module, max_norm: float | None = None) -> float:
-        """Clip, step and zero the gradients; returns the gradient norm before clipping."""
+        """Clip, step and zero the gradients; returns the gradient norm before clipping.
+
+        A non-finite norm skips the update (the weights stay as they were); the trainer decides
+        whether that stops the run."""
         params = [p for p in model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-        optimizer.step()
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf")))
+        if math.isfinite(norm):
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm
 
     def model_state_dict(self, model: torch.nn.Module) -> dict:
         """Full, unsharded state dict of the underlying model (every rank calls; rank 0 uses it)."""
         return self.unwrap(model).state_dict()
+
+    def load_model_state_dict(self, model: torch.nn.Module, state: dict) -> None:
+        """Load a full state dict (as `model_state_dict` returns it) into the possibly wrapped model."""
+        missing, unexpected = self.unwrap(model).load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
     def optimizer_state_dict(self, optimizer, model: torch.nn.Module) -> dict:
         return optimizer.state_dict()
 
     def load_optimizer_state_dict(self, optimizer, model: torch.nn.Module, state: dict) -> None:
         optimizer.load_state_dict(state)
+
+    def save_hf(self, model: torch.nn.Module, tokenizer, out_dir: str | None, merge_lora: bool = True,
+                extra_json: dict | None = None) -> None:
+        """Write the model as a folder the plain HF Auto classes open (see `coati.checkpoint.save_hf_model`).
+
+        Every rank calls it, since sharded strategies gather the weights first; only rank 0 writes, into
+        `out_dir` (other ranks may pass None). A wrapper that keeps its HF model as `.hf` (ValueModel) saves
+        that. Here the weights are whole on rank 0 already; note that merging LoRA merges the live model.
+        """
+        if self.is_rank0:
+            from coati.checkpoint import save_hf_model
+
+            save_hf_model(hf_part(self.unwrap(model)), tokenizer, out_dir, merge_lora, extra_json)
 
     # -- data --------------------------------------------------------------------------------------
     def sampler(self, dataset: Dataset, shuffle: bool, seed: int) -> Sampler:
@@ -123,10 +148,42 @@ class Strategy:
                    drop_last: bool = False, sampler: Sampler | None = None) -> DataLoader:
         """Per-rank batches of `batch_size`; call `set_epoch(loader, epoch)` before each epoch."""
         sampler = sampler if sampler is not None else self.sampler(dataset, shuffle, self.seed)
+        # A generator of its own: otherwise each new epoch's iterator draws from the global RNG, and a
+        # resumed run would see different dropout and sampling than an uninterrupted one.
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
-                          drop_last=drop_last, shuffle=False)
+                          drop_last=drop_last, shuffle=False, generator=torch.Generator().manual_seed(self.seed))
 
     @staticmethod
     def set_epoch(loader: DataLoader, epoch: int) -> None:
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
+
+
+# -- helpers for strategies whose weights are sharded --------------------------------------------------------
+def hf_part(module: torch.nn.Module) -> torch.nn.Module:
+    """The module to `save_pretrained`: the model itself, or the `.hf` model a wrapper holds."""
+    return module if hasattr(module, "save_pretrained") else module.hf
+
+
+def meta_skeleton(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose parameters live on the meta device (no memory); buffers are real copies.
+
+    Taken before sharding, it is what a full state dict is later loaded into to write an unsharded
+    model: tied parameters stay tied, and peft's LoRA layers stay mergeable.
+    """
+    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def fill_skeleton(skeleton: torch.nn.Module, state: dict) -> torch.nn.Module:
+    """Load a full CPU state dict into a `meta_skeleton` by assignment; refuses to leave meta tensors."""
+    skeleton.load_state_dict(state, strict=False, assign=True)
+    hf = hf_part(skeleton)
+    base = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
+    if hasattr(base, "tie_weights"):
+        base.tie_weights()  # assignment gave tied names separate tensors; tie them again
+    left = [n for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"the gathered state dict lacks {len(left)} tensors of the model, e.g. {left[:3]}")
+    return skeleton

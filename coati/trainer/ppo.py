@@ -7,23 +7,50 @@ policy ratio is exactly 1 at the first minibatch of every episode.
 
 from __future__ import annotations
 
-import math
+import itertools
 
 import torch
 from tqdm.auto import tqdm
 
-from coati.errors import UserError
 from coati.experience.experience import Sample, collate
 from coati.losses import policy_loss, token_nll_sum, value_loss
 from coati.models.generation import causal_lm_logits
 from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean
+from coati.trainer.guard import finite_or_skip
+
+
+class EpochIterator:
+    """Endless batches of a loader, epoch after epoch, with a position that a checkpoint can restore."""
+
+    def __init__(self, loader, strategy):
+        self.loader, self.strategy = loader, strategy
+        self.epoch = self.position = 0
+        self._it = None
+
+    def __next__(self):
+        while True:
+            if self._it is None:
+                self.strategy.set_epoch(self.loader, self.epoch)
+                self._it = itertools.islice(iter(self.loader), self.position, None)
+            batch = next(self._it, None)
+            if batch is not None:
+                self.position += 1
+                return batch
+            self.epoch, self.position, self._it = self.epoch + 1, 0, None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position, self._it = state["epoch"], state["position"], None
 
 
 class PPOTrainer:
     def __init__(self, strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
                  ptx_loader=None, num_episodes: int = 10, num_collect_steps: int = 1, num_update_steps: int = 1,
                  train_batch_size: int = 8, ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2,
-                 vf_coef: float = 1.0, max_grad_norm: float = 1.0, logger=None, seed: int = 42):
+                 vf_coef: float = 1.0, max_grad_norm: float = 1.0, logger=None, seed: int = 42, checkpointer=None,
+                 skip_nonfinite: bool = False):
         self.strategy, self.actor, self.critic = strategy, actor, critic
         self.actor_optim, self.critic_optim, self.maker = actor_optim, critic_optim, maker
         self.prompt_loader, self.ptx_loader, self.tokenizer = prompt_loader, ptx_loader, tokenizer
@@ -31,32 +58,52 @@ class PPOTrainer:
         self.num_update_steps, self.train_batch_size = num_update_steps, train_batch_size
         self.ptx_coef, self.eps_clip, self.value_clip, self.vf_coef = ptx_coef, eps_clip, value_clip, vf_coef
         self.max_grad_norm, self.logger, self.seed = max_grad_norm, logger, seed
-        self.episode = self.global_step = self.prompt_epoch = 0
+        self.checkpointer, self.skip_nonfinite = checkpointer, skip_nonfinite
+        self.episode = self.global_step = 0
         self.history: list[dict] = []
-        self._prompts = self._cycle_prompts()
-        self._ptx = self._cycle(ptx_loader) if ptx_loader is not None else None
+        self.eval_before: float | None = None  # held-out reward before PPO, kept across a resume
+        self._prompts = EpochIterator(prompt_loader, strategy)
+        self._ptx = EpochIterator(ptx_loader, strategy) if ptx_loader is not None else None
+
+    def state_dict(self) -> dict:
+        return {"episode": self.episode, "global_step": self.global_step, "history": self.history,
+                "prompts": self._prompts.state_dict(), "ptx": self._ptx.state_dict() if self._ptx else None,
+                "kl_ctl": self.maker.kl_ctl.state_dict(), "eval_before": self.eval_before}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episode, self.global_step, self.history = state["episode"], state["global_step"], state["history"]
+        self._prompts.load_state_dict(state["prompts"])
+        if self._ptx is not None and state["ptx"]:
+            self._ptx.load_state_dict(state["ptx"])
+        self.maker.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.eval_before = state.get("eval_before")
 
     def fit(self) -> None:
-        bar = tqdm(total=self.num_episodes, desc="ppo", disable=not self.strategy.is_rank0, dynamic_ncols=True)
-        self.actor.eval()  # no dropout: see the module docstring
-        self.critic.eval()
-        while self.episode < self.num_episodes:
-            samples = [s for _ in range(self.num_collect_steps) for s in self.maker.make(next(self._prompts))]
-            self._whiten_advantages(samples)
-            stats = self._update(samples)
-            rollout = self.strategy.all_reduce(torch.tensor([
-                sum(s.score for s in samples) / len(samples), sum(s.kl for s in samples) / len(samples),
-                sum(len(s.response) for s in samples) / len(samples)]), "mean").tolist()
-            stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2], kl_coef=self.maker.kl_ctl.value)
-            self.maker.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
-            self.episode += 1
-            self.history.append(stats)
-            if self.logger is not None and self.strategy.is_rank0:
-                self.logger.log({"step": self.global_step, "episode": self.episode, "epoch": self.prompt_epoch,
-                                 **stats})
-            bar.update(1)
-            bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
-        bar.close()
+        bar = tqdm(total=self.num_episodes, initial=self.episode, desc="ppo", disable=not self.strategy.is_rank0,
+                   dynamic_ncols=True)
+        try:
+            self.actor.eval()  # no dropout: see the module docstring
+            self.critic.eval()
+            while self.episode < self.num_episodes:
+                samples = [s for _ in range(self.num_collect_steps) for s in self.maker.make(next(self._prompts))]
+                self._whiten_advantages(samples)
+                stats = self._update(samples)
+                rollout = self.strategy.all_reduce(torch.tensor([
+                    sum(s.score for s in samples) / len(samples), sum(s.kl for s in samples) / len(samples),
+                    sum(len(s.response) for s in samples) / len(samples)]), "mean").tolist()
+                stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2], kl_coef=self.maker.kl_ctl.value)
+                self.maker.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
+                self.episode += 1
+                self.history.append(stats)
+                if self.logger is not None and self.strategy.is_rank0:
+                    self.logger.log({"step": self.global_step, "episode": self.episode, "epoch": self._prompts.epoch,
+                                     **stats})
+                bar.update(1)
+                bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
+                if self.checkpointer is not None:  # --save_interval counts episodes in PPO
+                    self.checkpointer.after_step(self.global_step, self.state_dict(), unit=self.episode)
+        finally:
+            bar.close()  # ends the bar's line, so an error message starts on its own
 
     def _update(self, samples: list[Sample]) -> dict:
         """num_update_steps passes over the buffer; returns the mean of each figure over all minibatches."""
@@ -88,15 +135,13 @@ class PPOTrainer:
                                        ptx["labels"])
             ptx_loss = nll / count.clamp(min=1)
             actor_loss = (1 - self.ptx_coef) * pg_loss + self.ptx_coef * ptx_loss
-        self._check_finite(actor_loss, "actor")
         self.strategy.backward(actor_loss, self.actor, self.actor_optim)
-        self.strategy.step(self.actor_optim, self.actor, self.max_grad_norm)
+        self._step(actor_loss, self.actor_optim, self.actor, "actor")
 
         values = self.critic(input_ids=exp.sequences, attention_mask=exp.attention_mask, per_token=True)[:, p - 1:-1]
         v_loss = value_loss(values, exp.values, exp.returns, mask, self.value_clip)
-        self._check_finite(v_loss, "critic")
         self.strategy.backward(self.vf_coef * v_loss, self.critic, self.critic_optim)
-        self.strategy.step(self.critic_optim, self.critic, self.max_grad_norm)
+        self._step(v_loss, self.critic_optim, self.critic, "critic")
         self.global_step += 1
         figures = torch.stack([pg_loss.detach(), v_loss.detach(), ptx_loss.detach().to(pg_loss.device),
                                clipfrac.detach(), entropy.detach()]).float()
@@ -114,20 +159,12 @@ class PPOTrainer:
         for s in samples:
             s.advantages = ((s.advantages.double() - mean) / (std + 1e-8)).float()
 
-    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        if not math.isfinite(loss.item()):
-            raise UserError(f"the {which} loss became {loss.item()} at PPO step {self.global_step + 1} (episode "
-                            f"{self.episode + 1}); lower --actor_lr/--critic_lr or use fp32/bf16")
-
-    def _cycle_prompts(self):
-        while True:
-            self.strategy.set_epoch(self.prompt_loader, self.prompt_epoch)
-            yield from self.prompt_loader
-            self.prompt_epoch += 1
-
-    def _cycle(self, loader):
-        epoch = 0
-        while True:
-            self.strategy.set_epoch(loader, epoch)
-            yield from loader
-            epoch += 1
+    def _step(self, loss: torch.Tensor, optimizer, model, which: str) -> None:
+        """Optimizer step unless the loss (on any rank) or the gradient is not finite."""
+        step = self.global_step + 1
+        if finite_or_skip(float(self.strategy.all_reduce(loss.detach(), "mean")), f"{which} loss", step,
+                          self.skip_nonfinite, "Lower --actor_lr/--critic_lr or use fp32/bf16"):
+            finite_or_skip(self.strategy.step(optimizer, model, self.max_grad_norm), f"{which} gradient norm", step,
+                           self.skip_nonfinite)
+        else:
+            optimizer.zero_grad(set_to_none=True)

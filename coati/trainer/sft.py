@@ -2,45 +2,65 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 from tqdm.auto import tqdm
 
-from coati.errors import UserError
 from coati.losses import token_nll_sum
+from coati.trainer.guard import finite_or_skip
 
 
 class SFTTrainer:
     def __init__(self, strategy, model, optimizer, scheduler, train_loader, eval_loader=None,
                  accumulation_steps: int = 1, max_epochs: int = 1, max_grad_norm: float = 1.0, logger=None,
-                 log_interval: int = 1, eval_interval: int = 0):
+                 log_interval: int = 1, eval_interval: int = 0, checkpointer=None, skip_nonfinite: bool = False):
         self.strategy, self.model, self.optimizer, self.scheduler = strategy, model, optimizer, scheduler
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.accumulation_steps, self.max_epochs, self.max_grad_norm = accumulation_steps, max_epochs, max_grad_norm
         self.logger, self.log_interval, self.eval_interval = logger, log_interval, eval_interval
+        self.checkpointer, self.skip_nonfinite = checkpointer, skip_nonfinite
         self.steps_per_epoch = math.ceil(len(train_loader) / accumulation_steps)
-        self.global_step = 0
+        self.global_step = self.epoch = self.batches_done = 0  # batches_done: micro-batches of this epoch
         self.last_loss = self.last_eval_loss = None
+
+    def state_dict(self) -> dict:
+        return {"global_step": self.global_step, "epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
 
     def fit(self) -> None:
         total = self.steps_per_epoch * self.max_epochs
-        bar = tqdm(total=total, desc="sft", disable=not self.strategy.is_rank0, dynamic_ncols=True)
-        for epoch in range(self.max_epochs):
-            self.strategy.set_epoch(self.train_loader, epoch)
-            self.model.train()
-            for micro_batches in _groups(self.train_loader, self.accumulation_steps):
-                loss = self.train_step(micro_batches)
-                self.global_step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-                if self.global_step % self.log_interval == 0:
-                    self._log(loss=loss, lr=self.scheduler.get_last_lr()[0], epoch=epoch)
-                if self.eval_interval and self.global_step % self.eval_interval == 0:
+        bar = tqdm(total=total, initial=self.global_step, desc="sft", disable=not self.strategy.is_rank0,
+                   dynamic_ncols=True)
+        try:
+            while self.epoch < self.max_epochs:
+                epoch = self.epoch
+                self.strategy.set_epoch(self.train_loader, epoch)
+                self.model.train()
+                # On resume, skip what the interrupted run had consumed of this epoch: same batches, same order.
+                batches = itertools.islice(iter(self.train_loader), self.batches_done, None)
+                for micro_batches in _groups(batches, self.accumulation_steps):
+                    loss = self.train_step(micro_batches)
+                    self.global_step += 1
+                    self.batches_done += len(micro_batches)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                    if self.global_step % self.log_interval == 0:
+                        self._log(loss=loss, lr=self.scheduler.get_last_lr()[0], epoch=epoch)
+                    if self.eval_interval and self.global_step % self.eval_interval == 0:
+                        self.evaluate(epoch)
+                    if self.batches_done >= len(self.train_loader):
+                        self.epoch, self.batches_done = epoch + 1, 0
+                    if self.checkpointer is not None:
+                        self.checkpointer.after_step(self.global_step, self.state_dict())
+                if not self.eval_interval or self.global_step % self.eval_interval:
                     self.evaluate(epoch)
-            if not self.eval_interval or self.global_step % self.eval_interval:
-                self.evaluate(epoch)
-        bar.close()
+                self.epoch, self.batches_done = epoch + 1, 0
+        finally:
+            bar.close()  # ends the bar's line, so an error message starts on its own
 
     def train_step(self, micro_batches: list[dict]) -> float:
         """One optimizer step over k micro-batches; returns the mean token loss over all of them.
@@ -62,11 +82,13 @@ class SFTTrainer:
                 self.strategy.backward(nll * scale, self.model, self.optimizer)
             total += nll.detach()
         loss = float(self.strategy.all_reduce(total, op="sum")) / max(n_global, 1.0)
-        if not math.isfinite(loss):
-            raise UserError(f"the training loss became {loss} at step {self.global_step + 1}; lower --lr, use fp32 "
-                            "or bf16 instead of fp16, or check the data")
-        self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
-        self.scheduler.step()
+        step = self.global_step + 1
+        if not finite_or_skip(loss, "training loss", step, self.skip_nonfinite):
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss
+        norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
+        if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
+            self.scheduler.step()
         self.last_loss = loss
         return loss
 

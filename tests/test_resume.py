@@ -1,0 +1,127 @@
+"""Long runs lose nothing: SIGKILL + resume ends on the same weights, SIGTERM checkpoints, NaN stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, run_script, write_json
+from safetensors.torch import load_file
+
+KO = [{"prompt": f"{w}에 대해 알려 주세요.", "completion": f"{w}은 정말 좋습니다. 감사합니다."}
+      for w in ["사과", "바다", "여행", "음악", "축구", "커피", "도서관", "한글", "산책", "요리", "영화", "독서"]]
+
+
+def _popen(args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(proc, folder, timeout=300):
+    start = time.time()
+    while time.time() - start < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before a checkpoint appeared: {proc.stderr.read()[-2000:]}")
+        if os.path.isdir(folder) and any(n.startswith("checkpoint-") and not n.endswith(".tmp")
+                                         for n in os.listdir(folder)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _max_diff(a, b) -> float:
+    wa, wb = load_file(os.path.join(a, "model.safetensors")), load_file(os.path.join(b, "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
+def _interrupted_equals_uninterrupted(args, tmp_path, sig=signal.SIGKILL, expect_rc=None):
+    full = run_script([*args, "--save_path", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = _popen([*args, "--save_path", str(tmp_path / "cut")])
+    _wait_for_checkpoint(proc, tmp_path / "cut")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    if expect_rc is not None:
+        assert proc.returncode == expect_rc, err[-3000:]
+    else:
+        assert proc.returncode != 0, "the run finished before it could be killed"
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = run_script([*args, "--save_path", str(tmp_path / "cut"), "--resume_from", "latest"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _max_diff(tmp_path / "full", tmp_path / "cut") <= 1e-5
+    return err
+
+
+def test_sft_sigkill_and_resume_matches_uninterrupted(tiny_models, tmp_path):
+    data = write_json(tmp_path / "d.json", KO)
+    args = ["train_sft.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", tiny_models("gpt2"),
+            "--dataset", data, "--instruction_str", "prompt", "--output_str", "completion", "--batch_size", "2",
+            "--accumulation_steps", "2", "--max_epochs", "12", "--lr", "1e-3", "--save_interval", "3",
+            "--max_checkpoints", "2"]
+    _interrupted_equals_uninterrupted(args, tmp_path)
+    kept = sorted(n for n in os.listdir(tmp_path / "full") if n.startswith("checkpoint-"))
+    assert len(kept) == 2, kept  # --max_checkpoints keeps the newest two
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if "split" not in line]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_sft_sigterm_writes_a_loadable_checkpoint(tiny_models, tmp_path):
+    data = write_json(tmp_path / "d.json", KO)
+    args = ["train_sft.py", "--strategy", "naive", "--model", "llama", "--pretrain", tiny_models("llama"),
+            "--dataset", data, "--instruction_str", "prompt", "--output_str", "completion", "--batch_size", "2",
+            "--accumulation_steps", "1", "--max_epochs", "12", "--lr", "1e-3", "--save_interval", "5"]
+    err = _interrupted_equals_uninterrupted(args, tmp_path, signal.SIGTERM, expect_rc=143)
+    assert "stopped by SIGTERM" in err and "--resume_from" in err and "Traceback" not in err
+
+
+def test_rm_sigkill_and_resume_matches_uninterrupted(tiny_models, tmp_path):
+    rows = [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": "몰라요."} for r in KO] * 2
+    data = write_json(tmp_path / "rm.json", rows)
+    args = ["train_reward_model.py", "--strategy", "naive", "--model", "opt", "--pretrain", tiny_models("opt"),
+            "--dataset", data, "--batch_size", "2", "--max_epochs", "6", "--lr", "1e-3", "--save_interval", "4"]
+    _interrupted_equals_uninterrupted(args, tmp_path)
+
+
+def test_ppo_sigkill_and_resume_matches_uninterrupted(tiny_models, tmp_path):
+    base = tiny_models("gptneox")
+    rm = tmp_path / "rm"
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gptneox", "--pretrain", base,
+                      "--dataset", write_json(tmp_path / "rm.json", [{"prompt": "q", "chosen": "좋아요", "rejected":
+                                                                      "싫어요"}] * 4),
+                      "--save_path", str(rm), "--max_epochs", "1", "--eval_split", "0"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    prompts = write_json(tmp_path / "p.json", [{"instruction": r["prompt"]} for r in KO])
+    args = ["train_prompts.py", "--strategy", "naive", "--model", "gptneox", "--pretrain", base, "--rm_path", str(rm),
+            "--prompt_dataset", prompts, "--pretrain_dataset", write_json(tmp_path / "ptx.json", KO),
+            "--instruction_str", "prompt", "--output_str", "completion", "--num_episodes", "8",
+            "--num_collect_steps", "1", "--num_update_steps", "2", "--experience_batch_size", "4",
+            "--train_batch_size", "2", "--ptx_batch_size", "2", "--max_new_tokens", "8", "--actor_lr", "1e-3",
+            "--critic_lr", "1e-3", "--save_interval", "2", "--target_kl", "0.5"]
+    _interrupted_equals_uninterrupted(args, tmp_path)
+
+
+def test_forced_nan_stops_naming_the_step_and_keeps_the_checkpoint(tiny_models, tmp_path):
+    data = write_json(tmp_path / "d.json", KO)
+    args = ["train_sft.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", tiny_models("gpt2"),
+            "--dataset", data, "--instruction_str", "prompt", "--output_str", "completion", "--batch_size", "4",
+            "--accumulation_steps", "1", "--max_epochs", "2", "--warmup_ratio", "0", "--save_interval", "1",
+            "--save_path", str(tmp_path / "out")]
+    res = run_script([*args, "--lr", "1e30"])  # one AdamW step of this size makes the next forward overflow
+    assert res.returncode == 2
+    line = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")][0]
+    assert "at step 2" in line and ("nan" in line or "inf" in line) and "Traceback" not in res.stderr
+    ckpt = tmp_path / "out" / "checkpoint-1"
+    assert load_file(ckpt / "model.safetensors")  # the last good checkpoint is intact and loads
+    assert (ckpt / "trainer_state.json").exists() and not (tmp_path / "out" / "checkpoint-2").exists()
+    skipped = run_script([*args, "--lr", "1e30", "--skip_nonfinite", "--save_path", str(tmp_path / "skip")])
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    assert "step skipped (--skip_nonfinite)" in skipped.stderr

@@ -1,0 +1,113 @@
+"""Bad input: one clear line on stderr, exit status 2, no traceback, nothing loaded, nothing touched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from conftest import run_script, write_json
+
+GOOD_SFT = [{"instruction": "안녕?", "output": "안녕하세요."}] * 4
+
+
+def _tree_digest(folder) -> dict:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(root, f)
+            out[os.path.relpath(path, folder)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return out
+
+
+def _refused(res, *fragments):
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in res.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def gpt2(tiny_models):
+    return tiny_models("gpt2")
+
+
+def sft(tmp_path, gpt2, *extra, dataset=None):
+    dataset = dataset or write_json(tmp_path / "ok.json", GOOD_SFT)
+    return run_script(["train_sft.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                       "--dataset", str(dataset), "--save_path", str(tmp_path / "out"), *extra], timeout=120)
+
+
+def test_missing_dataset_file(tmp_path, gpt2):
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "nope.json"), "nope.json does not exist")
+
+
+def test_empty_dataset_file(tmp_path, gpt2):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "empty.jsonl"), "empty.jsonl is empty")
+    (tmp_path / "arr.json").write_text("[]")
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "arr.json"), "holds no rows")
+
+
+def test_broken_json_array_names_line_and_column(tmp_path, gpt2):
+    (tmp_path / "bad.json").write_text('[\n {"instruction": "a", "output": "b"},\n {"instruction": "c" "output": 1}\n]')
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "bad.json"), "bad.json line 3 column", "invalid JSON")
+
+
+def test_broken_json_lines_names_the_line(tmp_path, gpt2):
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n')
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "bad.jsonl"), "bad.jsonl line 2")
+
+
+def test_missing_key_names_it_and_the_keys_found(tmp_path, gpt2):
+    data = write_json(tmp_path / "k.json", [{"prompt": "q", "completion": "a"}])
+    _refused(sft(tmp_path, gpt2, dataset=data), "row 0 has no key 'instruction'", "keys found: prompt, completion",
+             "--instruction_str")
+
+
+def test_inconsistent_ranking_rows(tmp_path, gpt2):
+    rows = [{"prompt": "q", "completion_0": "a", "completion_1": "b", "ranking": [0, 0]}] * 3
+    data = write_json(tmp_path / "rm.json", rows)
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--dataset", data, "--save_path", str(tmp_path / "rm")], timeout=120)
+    _refused(res, "row 0", "same rank")
+
+
+def test_model_paths_that_hold_no_model(tmp_path, gpt2):
+    _refused(sft(tmp_path, str(tmp_path / "missing-model")), "--pretrain", "does not exist")
+    (tmp_path / "emptydir").mkdir()
+    _refused(sft(tmp_path, str(tmp_path / "emptydir")), "holds no model")
+
+
+def test_family_mismatch(tmp_path, gpt2):
+    res = run_script(["train_sft.py", "--strategy", "naive", "--model", "llama", "--pretrain", gpt2, "--dataset",
+                      write_json(tmp_path / "ok.json", GOOD_SFT), "--save_path", str(tmp_path / "o")], timeout=120)
+    _refused(res, "--model llama expects model_type 'llama'", "says 'gpt2'")
+
+
+def test_flag_combinations_that_cannot_work(tmp_path, gpt2):
+    _refused(sft(tmp_path, gpt2, "--lora_rank", "-1"), "--lora_rank")
+    _refused(sft(tmp_path, gpt2, "--resume_from", "latest"), "no checkpoint-<step> folder")
+    (tmp_path / "legacy.pt").write_bytes(b"x")
+    res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--rm_path", str(tmp_path / "legacy.pt"), "--prompt_dataset",
+                      write_json(tmp_path / "p.json", [{"instruction": "hi"}]), "--save_path", str(tmp_path / "p")],
+                     timeout=120)
+    _refused(res, "also give --rm_pretrain")
+    res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--prompt_dataset", write_json(tmp_path / "p.json", [{"instruction": "hi"}])], timeout=120)
+    _refused(res, "--rm_path is required")
+
+
+def test_refused_run_leaves_existing_output_byte_identical(tmp_path, gpt2):
+    good = sft(tmp_path, gpt2, "--max_epochs", "1", "--batch_size", "2")
+    assert good.returncode == 0, good.stderr[-2000:]
+    before = _tree_digest(tmp_path / "out")
+    assert "model.safetensors" in before
+    (tmp_path / "broken.json").write_text("[{")
+    _refused(sft(tmp_path, gpt2, dataset=tmp_path / "broken.json"), "broken.json")
+    assert _tree_digest(tmp_path / "out") == before
