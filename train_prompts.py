@@ -111,7 +111,7 @@ def main(args) -> dict:
     from coati.models.value import ValueModel, load_legacy_state_dict
     from coati.ops import AdaptiveKLController, FixedKLController
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import MetricsLogger, plot_metrics
+    from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.ppo import PPOTrainer
 
     strategy = build_strategy(args.strategy, args.seed)
@@ -166,16 +166,11 @@ def main(args) -> dict:
                          ptx_loader, args.num_episodes, args.num_collect_steps, args.num_update_steps,
                          args.train_batch_size, args.ptx_coef, args.eps_clip, args.value_clip, args.vf_coef,
                          args.max_grad_norm, None, args.seed, ckpt, args.skip_nonfinite)
-    if args.resume_checkpoint:
-        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
-        eval_before = trainer.eval_before
-    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
-                                            args.use_wandb, "ppo", args_record(args),
-                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
+    logger = resume_and_open_log(trainer, ckpt, args, "ppo", strategy, args_record(args))
 
-    if not args.resume_checkpoint:
-        eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
-    trainer.eval_before = eval_before
+    if eval_prompts and not args.resume_checkpoint:  # a resumed run restored it from the checkpoint
+        trainer.eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args)
+    eval_before = trainer.eval_before
     trainer.fit()
     eval_after = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
     if eval_prompts and strategy.is_rank0:

@@ -69,7 +69,7 @@ def main(args) -> dict:
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import MetricsLogger, plot_metrics
+    from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.optim import cosine_schedule
     from coati.trainer.rm import RewardModelTrainer
 
@@ -98,11 +98,7 @@ def main(args) -> dict:
     trainer = RewardModelTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.loss_fn,
                                  args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval,
                                  ckpt, args.skip_nonfinite)
-    if args.resume_checkpoint:
-        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
-    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
-                                            args.use_wandb, "rm", args_record(args),
-                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
+    logger = resume_and_open_log(trainer, ckpt, args, "rm", strategy, args_record(args))
     trainer.fit()
     logger.close()
 

@@ -44,7 +44,7 @@ def main(args) -> dict:
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import MetricsLogger, plot_metrics
+    from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.optim import cosine_schedule
     from coati.trainer.sft import SFTTrainer
 
@@ -72,11 +72,7 @@ def main(args) -> dict:
     trainer = SFTTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.accumulation_steps,
                          args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval, ckpt,
                          args.skip_nonfinite)
-    if args.resume_checkpoint:
-        trainer.load_state_dict(ckpt.load(args.resume_checkpoint))
-    trainer.logger = logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
-                                            args.use_wandb, "sft", args_record(args),
-                                            resume_step=trainer.global_step if args.resume_checkpoint else None)
+    logger = resume_and_open_log(trainer, ckpt, args, "sft", strategy, args_record(args))
     trainer.fit()
     logger.close()
 

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-import torch
 from conftest import ROOT, run_script, write_json
 from safetensors.torch import load_file
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -44,8 +45,8 @@ def check_model_source(path: str | None, flag: str) -> None:
         if flag in ("--rm_path", "--model_path") and path.endswith((".pt", ".pth", ".bin")):
             return
         raise UserError(f"{flag} {path} is a file, not a model folder; point it at a Hugging Face model folder")
-    looks_local = path.startswith((".", "/", "~")) or os.sep + os.sep in path or path.count("/") != 1
-    if looks_local:
+    # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local path.
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or path.endswith("/"):
         raise UserError(f"{flag} {path} does not exist; give a local model folder or a hub name like org/model")
 
 
@@ -58,7 +59,8 @@ def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: boo
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with _load_errors(path, "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.eos_token is None:
         raise UserError(f"the tokenizer at {path} has no EOS token; coati appends EOS to every response")
     if distinct_pad and (tok.pad_token is None or tok.pad_token_id == tok.eos_token_id):
@@ -70,6 +72,17 @@ def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: boo
     if max_len:
         tok.model_max_length = max_len
     return tok
+
+
+@contextlib.contextmanager
+def _load_errors(path: str, what: str):
+    """A hub name that cannot be fetched (offline, typo, gated) is the user's to fix: one line, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"could not load the {what} from {path}: {first} (offline? set a local folder, or log in "
+                        "for gated models)") from err
 
 
 def _model_kwargs(family: Family, dtype: str, trust_remote_code: bool) -> dict:
@@ -96,7 +109,8 @@ def load_causal_lm(path: str, family: Family, tokenizer, dtype: str = "fp32", tr
     """AutoModelForCausalLM in the given dtype, embeddings grown to the tokenizer, pad id set."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, **_model_kwargs(family, dtype, trust_remote_code))
+    with _load_errors(path, "model"):
+        model = AutoModelForCausalLM.from_pretrained(path, **_model_kwargs(family, dtype, trust_remote_code))
     return _finish(model, tokenizer, grad_checkpoint)
 
 
@@ -109,9 +123,10 @@ def load_sequence_scorer(path: str, family: Family, tokenizer, dtype: str = "fp3
     """
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, **_model_kwargs(family, dtype, trust_remote_code)
-    )
+    with _load_errors(path, "model"):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, **_model_kwargs(family, dtype, trust_remote_code)
+        )
     model = _finish(model, tokenizer, grad_checkpoint)
     if "score.weight" not in _checkpoint_keys(path):
         torch.nn.init.normal_(model.score.weight, std=1.0 / (model.score.in_features + 1))
