@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--output_str", default="output", help="key of the response in --pretrain_dataset")
     p.add_argument("--eval_dataset", default=None,
                    help="held-out prompts: their responses are scored before and after PPO")
-    p.add_argument("--num_episodes", type=int, default=10)
+    p.add_argument("--num_episodes", type=int, default=10, help="rollout-then-update rounds")
     p.add_argument("--num_collect_steps", type=int, default=10, help="rollout batches per episode")
     p.add_argument("--num_update_steps", type=int, default=5, help="passes over the episode's buffer")
     p.add_argument("--experience_batch_size", type=int, default=8, help="prompts per rollout batch")
@@ -43,13 +44,13 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--target_kl", type=float, default=None, help="adapt kl_coef towards this KL (off when unset)")
     p.add_argument("--kl_horizon", type=float, default=10000, help="horizon of the adaptive KL controller")
     p.add_argument("--reward_clip", type=float, default=None, help="clip reward-model scores to +-this")
-    p.add_argument("--actor_lr", type=float, default=1e-6)
-    p.add_argument("--critic_lr", type=float, default=1e-5)
+    p.add_argument("--actor_lr", type=float, default=1e-6, help="actor (policy) learning rate, constant")
+    p.add_argument("--critic_lr", type=float, default=1e-5, help="critic (value model) learning rate, constant")
     p.add_argument("--max_input_len", type=int, default=256, help="prompt tokens kept (from the end)")
-    p.add_argument("--max_new_tokens", type=int, default=128)
-    p.add_argument("--top_k", type=int, default=50)
-    p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max_new_tokens", type=int, default=128, help="longest sampled response")
+    p.add_argument("--top_k", type=int, default=50, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass (1.0: off)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--gamma", type=float, default=1.0, help="GAE discount")
     p.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
     p.add_argument("--eps_clip", type=float, default=0.2, help="policy ratio clip")
@@ -64,6 +65,11 @@ def check_args(args) -> None:
     from coati.models.loading import check_model_source
     from coati.models.value import is_legacy_file
 
+    if args.strategy == "colossalai_gemini":
+        # Gemini gathers the actor's parameter chunks only inside its own forward; `generate` steps through the
+        # model's modules itself and would find them empty.
+        raise UserError("--strategy colossalai_gemini cannot run PPO (sampling needs the actor's whole weights, "
+                        "which Gemini keeps in chunks); use colossalai_zero2, colossalai_zero2_cpu, fsdp or ddp")
     check_common(args)
     if not args.prompt_dataset:
         raise UserError("--prompt_dataset is required: rows with an instruction per prompt")
@@ -102,7 +108,7 @@ def main(args) -> dict:
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
 
-    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, write_json
     from coati.cli import args_record
     from coati.dataset.prompt import LeftPadCollator, PromptDataset
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
@@ -114,17 +120,18 @@ def main(args) -> dict:
     from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.ppo import PPOTrainer
 
-    strategy = build_strategy(args.strategy, args.seed)
+    strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
     rm_tokenizer = load_tokenizer(rm_source, args.max_len, args.trust_remote_code, distinct_pad=True)
     check_same_vocabulary(tokenizer, rm_tokenizer, rm_source)
     prompts = PromptDataset(prompt_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
-                            without_prompt=args.without_prompt)
+                            without_prompt=args.without_prompt, source=f"--prompt_dataset {args.prompt_dataset}")
     eval_prompts = PromptDataset(eval_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
-                                 without_prompt=args.without_prompt, source="--eval_dataset") if eval_rows else None
+                                 without_prompt=args.without_prompt, source=f"--eval_dataset {args.eval_dataset}") \
+        if eval_rows else None
     ptx_set = SFTDataset(ptx_rows, tokenizer, args.max_len, args.language,
                          Keys(args.instruction_str, args.input_str, args.output_str), args.without_prompt,
-                         "--pretrain_dataset") if ptx_rows else None
+                         f"--pretrain_dataset {args.pretrain_dataset}") if ptx_rows else None
     if strategy.is_rank0:
         print(f"[ppo] {len(prompts)} prompts ({prompts.truncated} cut to --max_input_len {args.max_input_len})"
               + (f", {len(ptx_set)} ptx rows" if ptx_set else ""), file=sys.stderr)
@@ -180,12 +187,14 @@ def main(args) -> dict:
 
     if args.need_optim_ckpt:  # a full checkpoint: actor/critic optimizers, KL controller, RNG; resumable
         ckpt.save(trainer.global_step, trainer.state_dict())
-    if strategy.is_rank0:
-        with atomic_dir(args.save_path) as out:
-            save_hf_model(strategy.unwrap(actor), tokenizer, out, args.merge_lora)
+    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
+    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
+        strategy.save_hf(actor, tokenizer, out, args.merge_lora)
+        if strategy.is_rank0:
             write_json(os.path.join(out, "args.json"), args_record(args))
             plot_metrics(logger.records, ["reward", "kl", "policy_loss", "value_loss"],
                          os.path.join(out, "ppo_reward_kl.png"), "PPO")
+    if strategy.is_rank0:
         h = trainer.history
         k = max(1, len(h) // 4)
         first, last = (sum(x["reward"] for x in h[:k]) / k, sum(x["reward"] for x in h[-k:]) / k)

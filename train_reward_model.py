@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -63,7 +64,7 @@ def main(args) -> dict:
     eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
         else []
 
-    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, write_json
     from coati.cli import args_record
     from coati.dataset.preference import PairCollator, PreferenceDataset
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
@@ -73,7 +74,7 @@ def main(args) -> dict:
     from coati.trainer.optim import cosine_schedule
     from coati.trainer.rm import RewardModelTrainer
 
-    strategy = build_strategy(args.strategy, args.seed)
+    strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or start_from, args.max_len, args.trust_remote_code, distinct_pad=True)
     train_set = PreferenceDataset(train_pairs, tokenizer, args.max_len, args.language, args.without_prompt)
     eval_set = PreferenceDataset(eval_pairs, tokenizer, args.max_len, args.language, args.without_prompt) \
@@ -90,7 +91,8 @@ def main(args) -> dict:
     model, optimizer = strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
 
     collate = PairCollator(tokenizer.pad_token_id)
-    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True)
+    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
+                                       lengths=train_set.lengths() if args.group_by_length else None)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
     scheduler = cosine_schedule(optimizer, len(train_loader) * args.max_epochs, args.warmup_ratio)
     ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints, {"model": model},
@@ -104,12 +106,14 @@ def main(args) -> dict:
 
     if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
         ckpt.save(trainer.global_step, trainer.state_dict())
-    if strategy.is_rank0:
-        with atomic_dir(args.save_path) as out:
-            save_hf_model(strategy.unwrap(model).hf, tokenizer, out, args.merge_lora)
+    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
+    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
+        strategy.save_hf(model, tokenizer, out, args.merge_lora)
+        if strategy.is_rank0:
             write_json(os.path.join(out, "args.json"), args_record(args))
             plot_metrics(logger.records, ["loss", "acc", "dist"], os.path.join(out, "rm_accuracy.png"),
                          "Reward model")
+    if strategy.is_rank0:
         last = trainer.last
         summary = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
             f"train acc {last.get('acc', float('nan')):.3f}"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -39,7 +40,7 @@ def main(args) -> dict:
     rows = load_rows(args.dataset, args.max_datasets_size)
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    from coati.checkpoint import Checkpointer, atomic_dir, save_hf_model, write_json
+    from coati.checkpoint import Checkpointer, atomic_dir, write_json
     from coati.cli import args_record
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
@@ -48,12 +49,12 @@ def main(args) -> dict:
     from coati.trainer.optim import cosine_schedule
     from coati.trainer.sft import SFTTrainer
 
-    strategy = build_strategy(args.strategy, args.seed)
+    strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
     keys = Keys(args.instruction_str, args.input_str, args.output_str)
     train_set = SFTDataset(rows, tokenizer, args.max_len, args.language, keys, args.without_prompt, args.dataset)
     eval_set = (SFTDataset(eval_rows, tokenizer, args.max_len, args.language, keys, args.without_prompt,
-                           args.eval_dataset) if eval_rows else None)
+                           f"--eval_dataset {args.eval_dataset}") if eval_rows else None)
     if strategy.is_rank0:
         print(f"[sft] {len(train_set)} training rows ({train_set.truncated} truncated to --max_len {args.max_len}, "
               f"{train_set.dropped} dropped: prompt alone too long)", file=sys.stderr)
@@ -63,7 +64,8 @@ def main(args) -> dict:
     model, optimizer = strategy.prepare_train(model, args.lr, args.weight_decay)
 
     collate = SFTCollator(tokenizer.pad_token_id)
-    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True)
+    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
+                                       lengths=train_set.lengths() if args.group_by_length else None)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
     steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
     scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
@@ -78,11 +80,13 @@ def main(args) -> dict:
 
     if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
         ckpt.save(trainer.global_step, trainer.state_dict())
-    if strategy.is_rank0:
-        with atomic_dir(args.save_path) as out:
-            save_hf_model(strategy.unwrap(model), tokenizer, out, args.merge_lora)
+    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
+    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
+        strategy.save_hf(model, tokenizer, out, args.merge_lora)
+        if strategy.is_rank0:
             write_json(os.path.join(out, "args.json"), args_record(args))
             plot_metrics(logger.records, ["loss", "lr"], os.path.join(out, "sft_loss.png"), "SFT")
+    if strategy.is_rank0:
         print(f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
               + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
               + f"; model in {args.save_path}", file=sys.stderr)

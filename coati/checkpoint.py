@@ -241,7 +241,7 @@ def _rng_state() -> dict:
 
     np_state = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:])}
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -256,6 +256,6 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy(), *rest))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -17,7 +17,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParser:
-    """Shared flags; `epochs=False` (PPO) leaves out the epoch/batch/eval loop flags it has no use for."""
+    """Shared flags; `epochs=False` (PPO) leaves out the epoch/batch/eval/schedule flags it has no use for (it
+    has its own learning rates and logs once per episode)."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--strategy", default="ddp", choices=STRATEGIES,
                    help="how to train across processes (the original guide defaulted to colossalai_zero2, which "
@@ -29,18 +30,22 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     p.add_argument("--save_path", default="output", help="output folder (a Hugging Face model folder)")
     p.add_argument("--need_optim_ckpt", action="store_true", help="also save optimizer and scheduler state")
     if epochs:
-        p.add_argument("--max_epochs", type=int, default=3)
+        p.add_argument("--max_epochs", type=int, default=3, help="passes over the training data")
         p.add_argument("--batch_size", type=int, default=4, help="micro-batch size per process")
+        p.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
+                       help="batch examples of similar length together (less padding, same data each epoch)")
     p.add_argument("--max_len", type=int, default=512, help="longest tokenised sequence; longer rows are cut")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (stage default when unset)")
-    p.add_argument("--weight_decay", type=float, default=0.0)
-    p.add_argument("--warmup_ratio", type=float, default=0.03, help="share of steps spent warming up")
+    if epochs:
+        p.add_argument("--lr", type=float, default=None, help="peak learning rate (stage default when unset)")
+        p.add_argument("--warmup_ratio", type=float, default=0.03,
+                       help="share of steps spent warming up before the cosine decay")
+    p.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (not on biases and norms)")
     p.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm (0 disables)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of data order, initialisation and sampling")
     p.add_argument("--grad_checkpoint", action="store_true", help="activation checkpointing (less memory)")
     p.add_argument("--lora_rank", type=int, default=0, help="LoRA rank on all linear layers; 0 = full tuning")
-    p.add_argument("--lora_alpha", type=int, default=16)
-    p.add_argument("--lora_dropout", type=float, default=0.05)
+    p.add_argument("--lora_alpha", type=int, default=16, help="LoRA scaling (the update is scaled by alpha / rank)")
+    p.add_argument("--lora_dropout", type=float, default=0.05, help="dropout on the LoRA branch")
     p.add_argument("--merge_lora", action=argparse.BooleanOptionalAction, default=True,
                    help="merge LoRA into the saved model (--no-merge_lora saves a PEFT adapter folder)")
     p.add_argument("--language", default="ko", choices=LANGUAGES, help="prompt template language")
@@ -51,10 +56,12 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
         p.add_argument("--eval_dataset", default=None, help="held-out rows in the same format as --dataset")
         p.add_argument("--eval_interval", type=int, default=0,
                        help="evaluate every N optimizer steps (0: at the end of each epoch)")
-    p.add_argument("--log_interval", type=int, default=1, help="log every N optimizer steps")
-    p.add_argument("--log_dir", default=None, help="where metrics.jsonl and plots go (default: --save_path)")
-    p.add_argument("--use_tensorboard", action="store_true")
-    p.add_argument("--use_wandb", action="store_true")
+        p.add_argument("--log_interval", type=int, default=1, help="log every N optimizer steps")
+    p.add_argument("--log_dir", default=None,
+                   help="where metrics.jsonl and TensorBoard logs go (default: --save_path; the PNG plots always "
+                        "go into the output folder)")
+    p.add_argument("--use_tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
+    p.add_argument("--use_wandb", action="store_true", help="also log to Weights & Biases (needs wandb, a login)")
     p.add_argument("--save_interval", type=int, default=0, help="write a checkpoint every N steps (0: never)")
     p.add_argument("--max_checkpoints", type=int, default=None, help="keep only the newest N checkpoints")
     p.add_argument("--resume_from", default=None,
@@ -75,12 +82,15 @@ def check_common(args: argparse.Namespace) -> None:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     if args.lora_rank < 0:
         raise UserError(f"--lora_rank must be 0 (off) or positive, got {args.lora_rank}")
-    if not 0 <= args.warmup_ratio < 1:
+    if not 0 <= getattr(args, "warmup_ratio", 0) < 1:
         raise UserError(f"--warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
     if args.pretrain is None:
         raise UserError("--pretrain is required: a model folder or hub name (a tiny one: python -m coati.kit tiny "
                         "--model gpt2 --out tiny-gpt2)")
     check_model_source(args.pretrain, "--pretrain")
+    from coati.strategies import check_strategy
+
+    check_strategy(args.strategy, args.dtype)
     if args.tokenizer:
         check_tokenizer_source(args.tokenizer)
     if os.path.isfile(args.save_path):

@@ -239,3 +239,28 @@ def test_kl_controller_state_dict_round_trip():
     other = FixedKLController(1.0)
     other.load_state_dict(fixed.state_dict())
     assert other.value == 0.05
+
+
+def test_length_grouped_sampler_splits_global_batches_over_ranks():
+    from coati.strategies.base import LengthGroupedSampler
+
+    lengths = [(i * 37) % 101 + 1 for i in range(203)]  # 203: the last global batch is short
+    one = LengthGroupedSampler(lengths, batch_size=8, world_size=1, seed=3)
+    ranks = [LengthGroupedSampler(lengths, batch_size=4, world_size=2, rank=r, seed=3) for r in range(2)]
+    order = list(one)
+    assert sorted(order) == list(range(203)) and len(one) == 203
+    streams = [list(s) for s in ranks]
+    assert [len(s) for s in streams] == [len(s) for s in ranks] == [102, 102]
+    # Every global batch of one process is rank 0's batch plus rank 1's batch (the short one padded by repeats).
+    for b in range(len(order) // 8):
+        assert sorted(order[8 * b:8 * b + 8]) == sorted(streams[0][4 * b:4 * b + 4] + streams[1][4 * b:4 * b + 4])
+    assert set(streams[0][100:] + streams[1][100:]) == set(order[200:])
+    # Batches hold similar lengths: far less spread inside a batch than across the data.
+    spread = sum(max(lengths[i] for i in order[k:k + 8]) - min(lengths[i] for i in order[k:k + 8])
+                 for k in range(0, 200, 8)) / 25
+    assert spread < 15 < max(lengths) - min(lengths)
+    # Same (seed, epoch): same order (exact resume); another epoch: another order.
+    again = LengthGroupedSampler(lengths, batch_size=8, world_size=1, seed=3)
+    assert list(again) == order
+    again.set_epoch(1)
+    assert list(again) != order and sorted(again) == list(range(203))

@@ -57,10 +57,15 @@ def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
     from coati.models.generation import causal_lm_logits
     from coati.ops import log_probs_from_logits
 
+    # (the maker reads them off the decoding steps, without a forward pass of its own)
     with torch.no_grad():
-        lp = log_probs_from_logits(causal_lm_logits(actor, exp.sequences, exp.attention_mask)[:, exp.prompt_len - 1:-1],
-                                   exp.sequences[:, exp.prompt_len:])
+        full = causal_lm_logits(actor, exp.sequences, exp.attention_mask)
+        lp = log_probs_from_logits(full[:, exp.prompt_len - 1:-1], exp.sequences[:, exp.prompt_len:])
+        # asking for the response's logits only (the LM head skips the prompt) changes none of them
+        tail = causal_lm_logits(actor, exp.sequences, exp.attention_mask, exp.prompt_len - 1)
     torch.testing.assert_close(lp * exp.action_mask, exp.log_probs, atol=1e-4, rtol=1e-4)
+    assert tail.shape == (4, a_max + 1, full.shape[-1])
+    torch.testing.assert_close(tail, full[:, exp.prompt_len - 1:], atol=1e-5, rtol=1e-5)
 
 
 def test_ptx_batches_are_aligned(tokenizer):

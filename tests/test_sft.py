@@ -96,6 +96,7 @@ def test_one_step_changes_every_trainable_parameter(tiny_models, tokenizer, fami
 
 def test_lora_merge_gives_the_same_logits(tiny_models, tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
+    from transformers.activations import ACT2FN
 
     from coati.checkpoint import save_hf_model
     from coati.models.loading import apply_lora
@@ -184,3 +185,23 @@ def test_train_sft_naive_custom_keys_english_jsonl(tiny_models, tmp_path):
     assert "### Input:" in build_prompt(rows[0]["q"], rows[0]["ctx"], "en")
     assert _loss_on(str(out), rows, Keys("q", "ctx", "a"), "en") < _loss_on(tiny_models("gptneox"), rows,
                                                                             Keys("q", "ctx", "a"), "en")
+
+
+def test_gpt2_loads_with_fused_gelu_and_the_same_outputs(tiny_models, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import ACT2FN
+
+    from coati.checkpoint import save_hf_model
+    from coati.models.loading import load_causal_lm
+    from coati.models.registry import resolve_family
+
+    path = tiny_models("gpt2")
+    ours = load_causal_lm(path, resolve_family("gpt2", path), tokenizer).eval()
+    plain = AutoModelForCausalLM.from_pretrained(path).eval()
+    kinds = {type(m) for m in ours.modules()}
+    assert type(ACT2FN["gelu_pytorch_tanh"]) in kinds and type(ACT2FN["gelu_new"]) not in kinds
+    ids = torch.tensor([tokenizer("안녕하세요, 반갑습니다. Hello there!")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    save_hf_model(ours, tokenizer, str(tmp_path / "out"))
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["activation_function"] == "gelu_new"

@@ -111,3 +111,13 @@ def test_refused_run_leaves_existing_output_byte_identical(tmp_path, gpt2):
     (tmp_path / "broken.json").write_text("[{")
     _refused(sft(tmp_path, gpt2, dataset=tmp_path / "broken.json"), "broken.json")
     assert _tree_digest(tmp_path / "out") == before
+
+
+def test_ppo_prompt_file_without_the_prompt_key_names_flag_and_file(tmp_path, gpt2):
+    data = write_json(tmp_path / "prompts.json", [{"question": "안녕?"}] * 3)
+    res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--rm_path", gpt2, "--prompt_dataset", data, "--save_path", str(tmp_path / "out")], timeout=120)
+    line = _refused(res, f"--prompt_dataset {data} row 0 has no key 'instruction'", "keys found: question",
+                    "--ppo_instruction_str")
+    assert "--dataset" not in line
+    assert not (tmp_path / "out").exists()

@@ -118,9 +118,12 @@ def _load_hub(name: str, subset: str | None, split: str, flag: str) -> list[dict
 
 def require_keys(rows: list[dict], keys: list[str], source: str, flag: str = "--dataset",
                  hint: str = "") -> None:
-    """Every row has every key; otherwise name the missing key, the row and the keys that are there."""
+    """Every row has every key; otherwise name the missing key, the row and the keys that are there.
+
+    source: the file (named after `flag`), or where the rows came from when it starts with "--" itself."""
+    where = source if source.startswith("--") else f"{flag} {source}"
     for i, row in enumerate(rows):
         for key in keys:
             if key not in row:
-                raise UserError(f"{flag} {source} row {i} has no key '{key}' (keys found: {', '.join(map(str, row))})"
+                raise UserError(f"{where} row {i} has no key '{key}' (keys found: {', '.join(map(str, row))})"
                                 + (f"; {hint}" if hint else ""))

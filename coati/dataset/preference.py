@@ -160,6 +160,10 @@ class PreferenceDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> tuple[list[int], list[int]]:
         return self.items[idx]
 
+    def lengths(self) -> list[int]:
+        """Padded length of each pair (its longer side), for length-grouped batching."""
+        return [max(len(c), len(r)) for c, r in self.items]
+
 
 class PairCollator:
     """Stacks chosen rows then rejected rows into one right-padded batch of 2B: one forward scores both."""

@@ -17,7 +17,8 @@ from coati.ops import (
 
 
 class ExperienceMaker:
-    """Generate with the actor, then one forward each of actor, initial model, critic and reward model.
+    """Generate with the actor (which gives its log-probs too), then one forward each of the initial model, critic
+    and reward model.
 
     offload_frozen: keep the initial and reward models on the CPU except while they score, to save
     accelerator memory at the cost of two copies per rollout.
@@ -47,16 +48,16 @@ class ExperienceMaker:
         device = self.strategy.device
         input_ids, prompt_mask = prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
         p = input_ids.shape[1]
-        seqs = sample(self.strategy.unwrap(self.actor), input_ids, prompt_mask, self.tokenizer,
-                      **self.gen_kwargs, **self.strategy.generation_kwargs())
+        # The actor's log-probs come from the decoding steps: one forward per token, none after.
+        seqs, log_probs = sample(self.strategy.unwrap(self.actor), input_ids, prompt_mask, self.tokenizer,
+                                 return_log_probs=True, **self.gen_kwargs, **self.strategy.generation_kwargs())
         action_mask = action_mask_from_sequences(seqs, p, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         attn = torch.cat([prompt_mask, action_mask.long()], dim=1)
         actions = seqs[:, p:]
 
         # Column p-1+t of the logits predicts action t; the critic's value there is V(state before action t).
-        log_probs = log_probs_from_logits(causal_lm_logits(self.actor, seqs, attn)[:, p - 1:-1], actions)
         with self._on_device(self.initial_model) as ref:
-            ref_log_probs = log_probs_from_logits(causal_lm_logits(ref, seqs, attn)[:, p - 1:-1], actions)
+            ref_log_probs = log_probs_from_logits(causal_lm_logits(ref, seqs, attn, p - 1)[:, :-1], actions)
         values = self.critic(input_ids=seqs, attention_mask=attn, per_token=True)[:, p - 1:-1]
         with self._on_device(self.reward_model) as rm:
             score = rm(input_ids=seqs, attention_mask=attn)

@@ -45,22 +45,49 @@ def position_kwargs(model: torch.nn.Module, attention_mask: torch.Tensor) -> dic
     return {}
 
 
-def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits with padding-aware positions; called through the wrapper so DDP/FSDP hooks run."""
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                 **position_kwargs(model, attention_mask)).logits
+@functools.cache
+def _accepts_logits_to_keep(cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+
+
+def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     first: int = 0) -> torch.Tensor:
+    """(B, T - first, V) logits of positions first..T-1, with padding-aware positions; called through the
+    wrapper so DDP/FSDP hooks run.
+
+    PPO reads only the logits that predict the response (first = prompt length - 1): where the model takes
+    `logits_to_keep`, the LM head then runs on those positions alone, not on the prompt's.
+    """
+    kwargs = position_kwargs(model, attention_mask)
+    keep = input_ids.shape[1] - first
+    if first > 0 and _accepts_logits_to_keep(type(_innermost(model))):
+        kwargs["logits_to_keep"] = keep
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    return logits[:, -keep:]
 
 
 @torch.no_grad()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer,
            max_new_tokens: int, do_sample: bool = True, top_k: int = 50, top_p: float = 1.0,
-           temperature: float = 1.0, **extra) -> torch.Tensor:
-    """Sample continuations of left-padded prompts with the KV cache. Returns (B, P + A) ids."""
+           temperature: float = 1.0, return_log_probs: bool = False, **extra):
+    """Sample continuations of left-padded prompts with the KV cache. Returns (B, P + A) ids.
+
+    return_log_probs: also return the (B, A) log-probabilities of the sampled tokens under the model's raw
+    distribution (before temperature, top-k and top-p), read off the logits of the decoding steps themselves;
+    they equal a fresh forward pass over the sequences to rounding (1e-6), so PPO needs no extra actor forward.
+    """
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=tokenizer.eos_token_id,
                   pad_token_id=tokenizer.pad_token_id, use_cache=True, **extra)
+    if return_log_probs:
+        kwargs.update(output_logits=True, return_dict_in_generate=True)
     if tokenizer.pad_token_id != tokenizer.eos_token_id:
         # A sampled pad token would read as padding and punch a hole in the response.
         kwargs["suppress_tokens"] = [tokenizer.pad_token_id]
     if do_sample:
         kwargs.update(top_k=top_k, top_p=top_p, temperature=temperature)
-    return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    if not return_log_probs:
+        return out
+    actions = out.sequences[:, input_ids.shape[1]:]
+    logits = torch.stack(out.logits, dim=1)  # (B, A, V): raw, before any logits processor
+    return out.sequences, torch.log_softmax(logits.float(), dim=-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -92,7 +92,22 @@ def _model_kwargs(family: Family, dtype: str, trust_remote_code: bool) -> dict:
     return kwargs
 
 
-def _finish(model, tokenizer, grad_checkpoint: bool):
+def _swap_activation(model, family: Family) -> None:
+    """Replace the family's slow activation modules by the faster equal ones (see Family.fast_activation)."""
+    if not family.fast_activation:
+        return
+    from transformers.activations import ACT2FN
+
+    slow, fast = (type(ACT2FN[name]) for name in family.fast_activation)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is slow:
+                setattr(module, name, fast())
+
+
+def _finish(model, tokenizer, grad_checkpoint: bool, family: Family | None = None):
+    if family is not None:
+        _swap_activation(model, family)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -111,7 +126,7 @@ def load_causal_lm(path: str, family: Family, tokenizer, dtype: str = "fp32", tr
 
     with _load_errors(path, "model"):
         model = AutoModelForCausalLM.from_pretrained(path, **_model_kwargs(family, dtype, trust_remote_code))
-    return _finish(model, tokenizer, grad_checkpoint)
+    return _finish(model, tokenizer, grad_checkpoint, family)
 
 
 def load_sequence_scorer(path: str, family: Family, tokenizer, dtype: str = "fp32",
@@ -127,7 +142,7 @@ def load_sequence_scorer(path: str, family: Family, tokenizer, dtype: str = "fp3
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, **_model_kwargs(family, dtype, trust_remote_code)
         )
-    model = _finish(model, tokenizer, grad_checkpoint)
+    model = _finish(model, tokenizer, grad_checkpoint, family)
     if "score.weight" not in _checkpoint_keys(path):
         torch.nn.init.normal_(model.score.weight, std=1.0 / (model.score.in_features + 1))
     return model

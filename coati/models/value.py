@@ -38,10 +38,12 @@ class ValueModel(nn.Module):
         backbone, head = self._parts()
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                           **position_kwargs(backbone, attention_mask)).last_hidden_state
-        values = head(hidden).squeeze(-1).float()  # (B, T)
-        if per_token:
-            return values
-        return values.gather(1, last_true_index(attention_mask).unsqueeze(1)).squeeze(1)
+        values = head(hidden)[..., 0].float()  # (B, T)
+        if not per_token:
+            values = values.gather(1, last_true_index(attention_mask).unsqueeze(1))[:, 0]  # (B,)
+        # A fresh tensor, not a view: FSDP2 hooks backward onto the output, and an in-place op on a view would
+        # bypass that hook.
+        return values.clone()
 
 
 def load_legacy_state_dict(hf_model: nn.Module, path: str) -> list[str]:

@@ -109,6 +109,10 @@ class Strategy:
         optimizer.zero_grad(set_to_none=True)
         return norm
 
+    def zero_grad(self, optimizer, model: torch.nn.Module) -> None:
+        """Drop the gradients of a step that is not taken (e.g. a non-finite loss); `step` zeroes its own."""
+        optimizer.zero_grad(set_to_none=True)
+
     def model_state_dict(self, model: torch.nn.Module) -> dict:
         """Full, unsharded state dict of the underlying model (every rank calls; rank 0 uses it)."""
         return self.unwrap(model).state_dict()
@@ -139,15 +143,23 @@ class Strategy:
             save_hf_model(hf_part(self.unwrap(model)), tokenizer, out_dir, merge_lora, extra_json)
 
     # -- data --------------------------------------------------------------------------------------
-    def sampler(self, dataset: Dataset, shuffle: bool, seed: int) -> Sampler:
+    def sampler(self, dataset: Dataset, shuffle: bool, seed: int, batch_size: int = 1,
+                lengths: list[int] | None = None) -> Sampler:
+        if lengths is not None and shuffle:
+            return LengthGroupedSampler(lengths, batch_size, self.world_size, self.rank, seed)
         # DistributedSampler also serves one process: a (seed, epoch) permutation, so resuming is exact.
         return DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle,
                                   seed=seed, drop_last=False)
 
     def dataloader(self, dataset: Dataset, batch_size: int, collate_fn, shuffle: bool = True,
-                   drop_last: bool = False, sampler: Sampler | None = None) -> DataLoader:
-        """Per-rank batches of `batch_size`; call `set_epoch(loader, epoch)` before each epoch."""
-        sampler = sampler if sampler is not None else self.sampler(dataset, shuffle, self.seed)
+                   drop_last: bool = False, sampler: Sampler | None = None,
+                   lengths: list[int] | None = None) -> DataLoader:
+        """Per-rank batches of `batch_size`; call `set_epoch(loader, epoch)` before each epoch.
+
+        lengths: the examples' token counts; with shuffle, batches then hold examples of similar length
+        (`LengthGroupedSampler`), so little of each padded batch is padding."""
+        if sampler is None:
+            sampler = self.sampler(dataset, shuffle, self.seed, batch_size, lengths)
         # A generator of its own: otherwise each new epoch's iterator draws from the global RNG, and a
         # resumed run would see different dropout and sampling than an uninterrupted one.
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
@@ -157,6 +169,48 @@ class Strategy:
     def set_epoch(loader: DataLoader, epoch: int) -> None:
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
+
+
+class LengthGroupedSampler(Sampler):
+    """A shuffled order whose global batches (batch_size x world_size) hold examples of similar length.
+
+    Each epoch: a (seed, epoch) permutation, cut into mega-batches of 32 global batches; each mega-batch sorted by
+    length and cut into global batches; the global batches shuffled. Rank r takes slice r of every global batch,
+    so the ranks together see exactly the global batches one process would, and a resumed run (same seed, epoch,
+    position) sees the same order. The last global batch may be short; like DistributedSampler, it is padded by
+    repeating examples so that every rank has the same number.
+    """
+
+    MEGA = 32
+
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0):
+        self.lengths, self.batch_size, self.world_size, self.rank, self.seed = lengths, batch_size, world_size, rank, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        size = self.batch_size * self.world_size
+        batches = []
+        for start in range(0, len(order), size * self.MEGA):
+            mega = sorted(order[start:start + size * self.MEGA], key=lambda i: -self.lengths[i])
+            batches += [mega[i:i + size] for i in range(0, len(mega), size)]
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        # The short batch (if any) goes last, so every rank's batches before it are full.
+        return sorted(shuffled, key=lambda b: len(b) < size)
+
+    def __iter__(self):
+        for batch in self.global_batches():
+            if len(batch) % self.world_size:
+                batch = batch + (batch * self.world_size)[:self.world_size - len(batch) % self.world_size]
+            per_rank = len(batch) // self.world_size
+            yield from batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.world_size)
 
 
 # -- helpers for strategies whose weights are sharded --------------------------------------------------------

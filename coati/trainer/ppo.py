@@ -124,7 +124,7 @@ class PPOTrainer:
         """One actor and one critic update on a minibatch. Returns the step's figures."""
         p, mask = exp.prompt_len, exp.action_mask
         actions = exp.sequences[:, p:]
-        logits = causal_lm_logits(self.actor, exp.sequences, exp.attention_mask)[:, p - 1:-1]
+        logits = causal_lm_logits(self.actor, exp.sequences, exp.attention_mask, p - 1)[:, :-1]
         log_probs = log_probs_from_logits(logits, actions)
         pg_loss, clipfrac = policy_loss(log_probs, exp.log_probs, exp.advantages, mask, self.eps_clip)
         entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
@@ -167,4 +167,4 @@ class PPOTrainer:
             finite_or_skip(self.strategy.step(optimizer, model, self.max_grad_norm), f"{which} gradient norm", step,
                            self.skip_nonfinite)
         else:
-            optimizer.zero_grad(set_to_none=True)
+            self.strategy.zero_grad(optimizer, model)

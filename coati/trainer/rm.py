@@ -76,7 +76,7 @@ class RewardModelTrainer:
             if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
                 self.scheduler.step()
         else:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.strategy.zero_grad(self.optimizer, self.model)
         stats = torch.stack([loss.detach(), pair_accuracy(chosen.detach(), rejected.detach()),
                              pair_distance(chosen.detach(), rejected.detach())])
         loss, acc, dist = self.strategy.all_reduce(stats, "mean").tolist()

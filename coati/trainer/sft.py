@@ -84,7 +84,7 @@ class SFTTrainer:
         loss = float(self.strategy.all_reduce(total, op="sum")) / max(n_global, 1.0)
         step = self.global_step + 1
         if not finite_or_skip(loss, "training loss", step, self.skip_nonfinite):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.strategy.zero_grad(self.optimizer, self.model)
             return loss
         norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
         if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):

@@ -1,0 +1,186 @@
+"""How much of the machine an SFT step uses: model FLOP/s achieved by coati's SFT step over measured matmul FLOP/s.
+
+    python benchmarks/efficiency.py                                   # CPU, fp32, the 6 x 256 GPT-2 of run.py
+    python benchmarks/efficiency.py --device cuda --dtype bf16 --layers 12 --width 768 --batch_size 16
+
+Model FLOPs of one training step over a batch of B rows padded to T tokens (the PaLM appendix convention):
+
+    6 * N * B * T            weights: 2 FLOPs per multiply-add, forward (1x) + backward (2x), N = parameters
+                             that take part in a matmul: every 2-D weight of the blocks plus the LM head (V x d),
+                             embedding lookups and position tables excluded
+    + 12 * L * d * T * B * T attention scores QK^T and weighted sum AV: 2 * 2 * T * d per token per layer forward,
+                             x3 for training; counted over the full T x T square as is usual (a causal kernel that
+                             skips the masked half does less work, so this slightly flatters a causal model)
+
+Padded positions are computed by the model, so they count; the report also gives the share of real tokens.
+The step is coati's own SFTTrainer.train_step (forward, token loss, backward, clip, AdamW, schedule).
+The machine figure is the best of several timed (n x n) @ (n x n) matmuls in the same dtype on the same device,
+2 n^3 FLOPs each: what this device does on the most favourable kernel, with --threads threads on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="fp32", choices=tuple(DTYPES))
+    p.add_argument("--model", default="gpt2", choices=("gpt2", "gptneox"))
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--max_len", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10, help="timed steps, after --warmup untimed ones")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--matmul_n", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on CUDA)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
+    p.add_argument("--out", default=None, help="also write the figures as JSON here")
+    return p.parse_args(argv)
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops_per_s(device, dtype, n: int, reps: int = 5) -> float:
+    """Best FLOP/s over `reps` timed rounds of (n x n) @ (n x n)."""
+    import torch
+
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    inner = 10 if device.type == "cuda" else 2
+    (a @ b).sum().item()  # warm up kernels and allocator
+    best = 0.0
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(inner):
+            c = a @ b
+        sync(device)
+        best = max(best, inner * 2 * n ** 3 / (time.perf_counter() - t))
+    del c
+    return best
+
+
+def matmul_params(model) -> int:
+    """Parameters that enter a matmul: 2-D weights outside embedding tables, plus the LM head (tied or not)."""
+    import torch
+
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    n = sum(p.numel() for p in model.parameters() if p.ndim == 2 and id(p) not in embedding_weights)
+    head = model.get_output_embeddings().weight
+    if id(head) in embedding_weights:  # tied: the head's matmul is not among the 2-D weights counted above
+        n += head.numel()
+    return n
+
+
+def build(args):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from coati.dataset.io import load_rows
+    from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+    from coati.strategies.base import Strategy
+    from coati.trainer.optim import build_optimizer, cosine_schedule
+    from coati.trainer.sft import SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "coati", "assets", "tokenizer"))
+    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id)
+    heads = max(1, args.width // 64)
+    if args.model == "gpt2":
+        config = AutoConfig.for_model("gpt2", n_embd=args.width, n_layer=args.layers, n_head=heads,
+                                      n_positions=max(512, args.max_len), resid_pdrop=0.0, embd_pdrop=0.0,
+                                      attn_pdrop=0.0, **ids)
+    else:
+        config = AutoConfig.for_model("gpt_neox", hidden_size=args.width, num_hidden_layers=args.layers,
+                                      num_attention_heads=heads, intermediate_size=4 * args.width,
+                                      max_position_embeddings=max(512, args.max_len), hidden_dropout=0.0,
+                                      attention_dropout=0.0, **ids)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    dtype = getattr(torch, DTYPES[args.dtype])
+    model = AutoModelForCausalLM.from_config(config).to(device=device, dtype=dtype)
+    rows = load_rows(os.path.join(ROOT, "data", "kochatgpt_sft_ko.jsonl"))
+    data = SFTDataset(rows, tok, args.max_len, "ko", Keys("prompt", "input", "completion"))
+    strategy = Strategy(seed=42)
+    strategy.device = device  # the naive strategy, on the device asked for
+    optimizer = build_optimizer(model, 2e-5)
+    need = (args.warmup + args.steps) * args.batch_size
+    loader = strategy.dataloader(torch.utils.data.Subset(data, range(min(need, len(data)))), args.batch_size,
+                                 SFTCollator(tok.pad_token_id), shuffle=True)
+    trainer = SFTTrainer(strategy, model, optimizer, cosine_schedule(optimizer, args.warmup + args.steps), loader)
+    return model, trainer, loader, config, device, dtype
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("--device cuda: this torch sees no CUDA device (a CPU build, or no GPU here)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, trainer, loader, config, device, dtype = build(args)
+    batches = list(loader)
+    if len(batches) < args.warmup + args.steps:
+        sys.exit(f"only {len(batches)} batches of shipped data; lower --steps/--batch_size")
+    n_mm = matmul_params(model)
+    layers, width = config.num_hidden_layers, config.hidden_size
+    model.train()
+    for mb in batches[:args.warmup]:
+        trainer.train_step([mb])
+    flops = real = padded = 0
+    sync(device)
+    t = time.perf_counter()
+    for mb in batches[args.warmup:args.warmup + args.steps]:
+        trainer.train_step([mb])
+        b, seq = mb["input_ids"].shape
+        flops += (6 * n_mm + 12 * layers * width * seq) * b * seq
+        padded += b * seq
+        real += int(mb["attention_mask"].sum())
+    sync(device)
+    seconds = time.perf_counter() - t
+    n = args.matmul_n or (8192 if device.type == "cuda" else 2048)
+    peak = matmul_flops_per_s(device, dtype, n)
+    achieved = flops / seconds
+    report = {
+        "device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "model": f"{args.model} {layers} x {width}", "matmul_params": n_mm,
+        "total_params": sum(p.numel() for p in model.parameters()), "steps": args.steps,
+        "batch_size": args.batch_size, "seconds_per_step": seconds / args.steps, "tokens_per_s": padded / seconds,
+        "real_token_share": real / padded, "model_flops_per_s": achieved, "matmul_flops_per_s": peak,
+        "utilisation": achieved / peak, "matmul_n": n,
+    }
+    print(f"{report['model']} ({n_mm / 1e6:.2f}M matmul params), {args.dtype} on {device}"
+          + (f" with {report['threads']} thread(s)" if report["threads"] else "") + ":\n"
+          f"  SFT step: {report['seconds_per_step'] * 1000:.0f} ms, {report['tokens_per_s']:.0f} tokens/s "
+          f"({100 * report['real_token_share']:.0f}% real, the rest padding)\n"
+          f"  model FLOP/s achieved: {achieved / 1e9:.2f} GFLOP/s\n"
+          f"  matmul FLOP/s measured ({n} x {n}): {peak / 1e9:.2f} GFLOP/s\n"
+          f"  utilisation: {100 * report['utilisation']:.1f}%")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

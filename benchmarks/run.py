@@ -1,0 +1,322 @@
+"""coati against TRL on identical work, stage by stage: throughput, peak memory, ratio ours/TRL.
+
+    python benchmarks/run.py --out benchmarks/results                     # 3 interleaved repeats, ~15 min on 2 cores
+    python benchmarks/run.py --repeats 1 --stages sft --models gpt2       # a quick look
+
+Needs TRL in a venv of its own (benchmarks/requirements.txt says how); --python names its interpreter, and both
+sides run under it, so they share one torch/transformers build. Every measurement is its own subprocess
+(benchmarks/workloads.py), run in the order ours, TRL, ours, TRL, ... so that whatever else the machine is doing
+lands on both sides alike; the table reports medians over the repeats and the median of the per-repeat ratios.
+
+Writes <out>/results.md (the table, also printed), <out>/results.png (bar chart), <out>/results.jsonl (every
+raw measurement) and <out>/logs/ (each run's output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV_PYTHON = "/root/.cache/coati-bench/venv/bin/python"
+TARGETS = {"sft": 1.0, "rm": 1.0, "ppo": 1.5}  # ours/TRL throughput the issue asks for
+STAGE_NAMES = {"sft": "SFT", "rm": "RM", "ppo": "PPO episode"}
+WORK_FLAGS = ("batch_size", "max_len", "episodes", "rollout_batch", "collect_steps", "ppo_epochs", "response_len",
+              "threads")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--python", default=VENV_PYTHON if os.path.exists(VENV_PYTHON) else sys.executable,
+                   help="interpreter with trl installed; runs both sides")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes per measurement: 2 runs both sides under torchrun (coati --strategy ddp, TRL's "
+                        "Trainer through accelerate), each process with --threads threads, same per-process batch")
+    p.add_argument("--stages", default="sft,rm,ppo")
+    p.add_argument("--models", default="gpt2,gptneox")
+    p.add_argument("--offload_models", default="gpt2",
+                   help="also run coati's PPO with --offload_frozen for these models (memory option figure)")
+    p.add_argument("--checkpoint_batch", type=int, default=16,
+                   help="batch of the SFT runs with and without --grad_checkpoint (memory option figure; 0: skip)")
+    p.add_argument("--sft_steps", type=int, default=20)
+    p.add_argument("--rm_steps", type=int, default=20)
+    p.add_argument("--work", default=None, help="where models and data are written (default: a temp folder)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds allowed for one measurement")
+    from workloads import add_work_args
+
+    add_work_args(p)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run. 1 by default: on a shared 2-core machine two OpenMP threads that "
+                        "get descheduled spin at barriers and a step can take 10x longer, which then measures "
+                        "the neighbours, not the code")
+    return p.parse_args(argv)
+
+
+def run_one(a, work: str, side: str, stage: str, model: str, offload: bool, tag: str, extra=()) -> dict:
+    scratch = tempfile.mkdtemp(prefix="coati-bench-run-")
+    launcher = [a.python] if a.nproc == 1 else \
+        [a.python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}"]
+    cmd = [*launcher, os.path.join(HERE, "workloads.py"), "run", "--work", work, "--scratch", scratch, "--side", side,
+           "--stage", stage, "--model", model]
+    cmd += [x for f in WORK_FLAGS for x in (f"--{f}", str(getattr(a, f)))]
+    if offload:
+        cmd.append("--offload")
+    cmd += list(extra)  # later flags win: a memory-option run's own --batch_size
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+    log = os.path.join(a.out, "logs", f"{tag}.log")
+    start = time.time()
+    try:
+        with open(log, "w") as f:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, env=env, timeout=a.timeout,
+                                  cwd=scratch)
+        with open(log, "a") as f:
+            f.write(proc.stdout)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            return {"side": side, "stage": stage, "model": model, "offload": offload, "error":
+                    f"exit {proc.returncode}, see {log}"}
+        result = json.loads(lines[-1][len("RESULT "):])
+        # A measurement that finished and reported counts even if the process then failed to shut down cleanly
+        # (seen once: a gloo abort at interpreter exit under torchrun); the exit status is kept with it.
+        result["exit"] = proc.returncode
+    except subprocess.TimeoutExpired:
+        return {"side": side, "stage": stage, "model": model, "offload": offload, "error": f"timeout, see {log}"}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result["process_seconds"] = time.time() - start
+    result["load_avg"] = os.getloadavg()[0]
+    return result
+
+
+def activation_checkpointing(a, work: str, raw) -> list[dict]:
+    """coati SFT (first model) at a batch where activations matter, without and with --grad_checkpoint, twice
+    each, interleaved: peak memory saved and time paid."""
+    model = a.models.split(",")[0]
+    out = []
+    for rep in range(2):
+        for on in (False, True):
+            tag = f"ckpt-r{rep}-sft-{model}-{'on' if on else 'off'}"
+            flags = ["--batch_size", str(a.checkpoint_batch)] + (["--grad_ckpt"] if on else [])
+            r = run_one(a, work, "ours", "sft", model, False, tag, flags)
+            r.update(repeat=rep, grad_ckpt=on)
+            raw.write(json.dumps(r) + "\n")
+            out.append(r)
+            shown = r.get("error") or f"{r['samples'] / r['seconds']:.2f} samples/s, {r['peak_rss_mb']:.0f} MB"
+            print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
+    return out
+
+
+def checkpoint_table(runs: list[dict], a) -> str:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return ""
+    lines = ["", f"| coati SFT, {ok[0]['model']}, batch {a.checkpoint_batch} | peak RSS MB (median) | samples/s "
+             "(median) |", "|---|---:|---:|"]
+    for on in (False, True):
+        rs = [r for r in ok if r["grad_ckpt"] == on]
+        if rs:
+            lines.append(f"| {'--grad_checkpoint' if on else 'activations kept'} | "
+                         f"{median([r['peak_rss_mb'] for r in rs]):.0f} | "
+                         f"{median([r['samples'] / r['seconds'] for r in rs]):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def variant(r: dict) -> str:
+    return "ours+offload" if r.get("offload") else r["side"]
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarise(results: list[dict], a) -> list[dict]:
+    """One row per (stage, model): medians per side and the median of the paired per-repeat ratios."""
+    rows = []
+    for stage in a.stages.split(","):
+        for model in a.models.split(","):
+            by = {}
+            for r in results:
+                if r["stage"] == stage and r["model"] == model and "error" not in r:
+                    by.setdefault(variant(r), []).append(r)
+            ours, trl = by.get("ours", []), by.get("trl", [])
+            if not ours or not trl:
+                rows.append({"stage": stage, "model": model, "missing": True})
+                continue
+            sps = {k: [x["samples"] / x["seconds"] for x in v] for k, v in by.items()}
+            tps = {k: [x["tokens"] / x["seconds"] for x in v] for k, v in by.items()}
+            # Ratios pair the two sides' runs of the same repeat (adjacent in time); a repeat where one side
+            # failed has no ratio.
+            trl_of = {x["repeat"]: x for x in trl}
+            pairs = [(o, trl_of[o["repeat"]]) for o in ours if o["repeat"] in trl_of]
+            paired = [(o["samples"] / o["seconds"]) / (t["samples"] / t["seconds"]) for o, t in pairs]
+            # The same ratio from each process's CPU time over the loop: what the work cost, less the time spent
+            # waiting for a core while the neighbours ran (steadier on a shared machine, not a substitute).
+            paired_cpu = [(o["samples"] / o["cpu_seconds"]) / (t["samples"] / t["cpu_seconds"]) for o, t in pairs]
+            row = {"stage": stage, "model": model, "n": len(pairs),
+                   "ours_sps": median(sps["ours"]), "trl_sps": median(sps["trl"]),
+                   "ours_tps": median(tps["ours"]), "trl_tps": median(tps["trl"]),
+                   "ours_rss": median([x["peak_rss_mb"] for x in ours]),
+                   "trl_rss": median([x["peak_rss_mb"] for x in trl]),
+                   "ratio": median(paired), "ratios": paired, "cpu_ratio": median(paired_cpu),
+                   "target": TARGETS[stage]}
+            if stage == "ppo":
+                row["ours_episode_s"] = median([x["seconds"] / x["steps"] for x in ours])
+                row["trl_episode_s"] = median([x["seconds"] / x["steps"] for x in trl])
+                off = by.get("ours+offload", [])
+                if off:
+                    row["offload_rss"] = median([x["peak_rss_mb"] for x in off])
+                    row["offload_episode_s"] = median([x["seconds"] / x["steps"] for x in off])
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], a, info: dict) -> str:
+    out = [
+        f"Machine: {info['machine']}; torch {info['torch']}, transformers {info['transformers']}, trl "
+        f"{info['trl']}; {a.threads} torch thread(s) per run; {a.repeats} interleaved repeats "
+        f"(ours, TRL, ours, TRL, ...); load average {info['load_start']:.1f} at start, {info['load_end']:.1f} at "
+        "end (other engineers' jobs share the machine).",
+        "",
+        "| stage | model | ours samples/s | TRL samples/s | ours tokens/s | TRL tokens/s | ratio ours/TRL (per "
+        "repeat) | same, by CPU time | target | ours peak RSS MB | TRL peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.get("missing"):
+            out.append(f"| {STAGE_NAMES[r['stage']]} | {r['model']} | failed: see logs |  |  |  |  |  |  |  |  |")
+            continue
+        met = "met" if r["ratio"] >= r["target"] else "not met"
+        per = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        out.append(f"| {STAGE_NAMES[r['stage']]} | {r['model']} | {r['ours_sps']:.2f} | {r['trl_sps']:.2f} | "
+                   f"{r['ours_tps']:.0f} | {r['trl_tps']:.0f} | **{r['ratio']:.2f}x** ({per}) | {r['cpu_ratio']:.2f}x | "
+                   f">= {r['target']:.1f}x: {met} | {r['ours_rss']:.0f} | {r['trl_rss']:.0f} |")
+    ppo = [r for r in rows if r["stage"] == "ppo" and not r.get("missing")]
+    if ppo:
+        out += ["", "PPO seconds per episode (median): "
+                + "; ".join(f"{r['model']}: ours {r['ours_episode_s']:.2f} s, TRL {r['trl_episode_s']:.2f} s "
+                            f"({r['ours_episode_s'] / r['trl_episode_s']:.2f} of TRL's; target <= 0.67)"
+                            for r in ppo)]
+        off = [r for r in ppo if "offload_rss" in r]
+        if off:
+            out += ["", "| PPO memory option (coati) | peak RSS MB | s per episode |", "|---|---:|---:|"]
+            for r in off:
+                out.append(f"| {r['model']}, frozen models resident | {r['ours_rss']:.0f} | "
+                           f"{r['ours_episode_s']:.2f} |")
+                out.append(f"| {r['model']}, --offload_frozen | {r['offload_rss']:.0f} | "
+                           f"{r['offload_episode_s']:.2f} |")
+            out += ["", "On a CPU-only machine the 'device' is the CPU, so --offload_frozen moves nothing and "
+                        "can save nothing: this row shows its cost only. Its saving is accelerator memory."]
+    work = (f"Work per run: SFT {a.sft_steps} steps x batch {a.batch_size}; RM {a.rm_steps} steps x "
+            f"{a.batch_size} pairs; PPO {a.episodes} episodes x ({a.collect_steps} x {a.rollout_batch} prompts, "
+            f"{a.response_len} response tokens each, {a.ppo_epochs} PPO epochs over minibatches of "
+            f"{a.batch_size * 2}); max_len {a.max_len}; fp32; "
+            + ("one process." if a.nproc == 1 else f"{a.nproc} processes (the batch sizes are per process; samples "
+               "and tokens count all processes; peak RSS is rank 0's)."))
+    return "\n".join(out + ["", work]) + "\n"
+
+
+def chart(rows: list[dict], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart", file=sys.stderr)
+        return
+    rows = [r for r in rows if not r.get("missing")]
+    labels = [f"{STAGE_NAMES[r['stage']]}\n{r['model']}" for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = range(len(rows))
+    ax1.bar(x, [r["ratio"] for r in rows], color=["tab:green" if r["ratio"] >= r["target"] else "tab:red"
+                                                  for r in rows])
+    for i, r in enumerate(rows):
+        ax1.hlines(r["target"], i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+        ax1.scatter([i] * len(r["ratios"]), r["ratios"], color="black", s=10, zorder=3)
+    ax1.axhline(1.0, color="grey", lw=0.8)
+    ax1.set_xticks(list(x), labels, fontsize=8)
+    ax1.set_ylabel("throughput ours / TRL (median; dots: repeats)")
+    ax1.set_title("Speed ratio (dashed: target)")
+    w = 0.38
+    ax2.bar([i - w / 2 for i in x], [r["ours_rss"] for r in rows], w, label="coati")
+    ax2.bar([i + w / 2 for i in x], [r["trl_rss"] for r in rows], w, label="TRL")
+    ax2.set_xticks(list(x), labels, fontsize=8)
+    ax2.set_ylabel("peak RSS of the run's process (MB)")
+    ax2.set_title("Peak memory")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def versions(python: str) -> dict:
+    code = "import torch, transformers, trl; print(torch.__version__, transformers.__version__, trl.__version__)"
+    try:
+        t, tf, trl = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    except (subprocess.CalledProcessError, ValueError):
+        sys.exit(f"{python} cannot import torch, transformers and trl; install benchmarks/requirements.txt into a "
+                 "venv (see benchmarks/README.md) and pass --python")
+    return {"torch": t, "transformers": tf, "trl": trl}
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
+    info = versions(a.python)
+    info["machine"] = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    info["load_start"] = os.getloadavg()[0]
+    work = a.work or tempfile.mkdtemp(prefix="coati-bench-work-")
+    setup = subprocess.run([a.python, os.path.join(HERE, "workloads.py"), "setup", "--work", work, "--sft_rows",
+                            str(a.sft_steps * a.batch_size), "--rm_pairs", str(a.rm_steps * a.batch_size)],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    if setup.returncode != 0:
+        sys.exit(f"setup of models and data failed:\n{setup.stderr[-3000:]}")
+    offload = set(a.offload_models.split(",")) if a.offload_models else set()
+    results = []
+    raw = open(os.path.join(a.out, "results.jsonl"), "w")
+    for rep in range(a.repeats):
+        for stage in a.stages.split(","):
+            for model in a.models.split(","):
+                plan = [("ours", False), ("trl", False)]
+                if stage == "ppo" and model in offload:
+                    plan.append(("ours", True))
+                for side, off in plan:
+                    tag = f"r{rep}-{stage}-{model}-{side}{'-offload' if off else ''}"
+                    r = run_one(a, work, side, stage, model, off, tag)
+                    r["repeat"] = rep
+                    results.append(r)
+                    raw.write(json.dumps(r) + "\n")
+                    raw.flush()
+                    shown = r.get("error") or (f"{r['samples'] / r['seconds']:.2f} samples/s, "
+                                               f"{r['peak_rss_mb']:.0f} MB, load {r['load_avg']:.1f}")
+                    print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
+    ckpt = activation_checkpointing(a, work, raw) if a.checkpoint_batch and a.nproc == 1 else []
+    raw.close()
+    info["load_end"] = os.getloadavg()[0]
+    rows = summarise(results, a)
+    text = markdown(rows, a, info) + checkpoint_table(ckpt, a)
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(text)
+    chart(rows, os.path.join(a.out, "results.png"))
+    print(text)
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    main()

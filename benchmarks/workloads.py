@@ -1,0 +1,409 @@
+"""One benchmark measurement per process: coati's stage or TRL's equivalent on the same work.
+
+Called by benchmarks/run.py, one subprocess per measurement, so that the peak-memory figure belongs to that
+run alone:
+
+    python benchmarks/workloads.py setup --work DIR [--sft_rows 80 ...]      # models and data, once
+    python benchmarks/workloads.py run --work DIR --side ours --stage sft --model gpt2
+    python benchmarks/workloads.py run --work DIR --side trl  --stage ppo --model gptneox
+
+`run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps and the
+process's peak RSS. What "the training loop" is, per side:
+
+  ours  wall time of the trainer's fit() (SFTTrainer / RewardModelTrainer / PPOTrainer), wrapped here; model
+        loading, tokenisation, and the final save happen outside it and are not counted.
+  trl   time between the Trainer callbacks on_train_begin and on_train_end (the same span: the optimisation loop,
+        after model loading, dataset tokenisation and accelerate's prepare).
+
+Both sides see the same models (random init from one config, saved once), the same rows with our template text
+already applied, the same batch size / max length / step count, fp32, one process, and torch's default threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `coati` and the stage scripts, whichever interpreter runs this
+
+TOKENIZER = os.path.join(ROOT, "coati", "assets", "tokenizer")
+SFT_DATA = os.path.join(ROOT, "data", "kochatgpt_sft_ko.jsonl")
+RM_DATA = os.path.join(ROOT, "data", "kochatgpt_rm_ko.jsonl")
+PPO_DATA = os.path.join(ROOT, "data", "kochatgpt_ppo_ko.jsonl")
+LANGUAGE = "ko"
+MODELS = ("gpt2", "gptneox")
+
+
+# -- setup: models and data, written once and read by every run ----------------------------------------------
+def model_config(family: str, tok):
+    """6 layers x 256 wide, dropout off (so both sides do the same arithmetic whatever their dropout policy)."""
+    from transformers import AutoConfig
+
+    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id)
+    if family == "gpt2":
+        return AutoConfig.for_model("gpt2", n_embd=256, n_layer=6, n_head=4, n_positions=512, resid_pdrop=0.0,
+                                    embd_pdrop=0.0, attn_pdrop=0.0, **ids)
+    if family == "gptneox":
+        return AutoConfig.for_model("gpt_neox", hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
+                                    intermediate_size=1024, max_position_embeddings=512, hidden_dropout=0.0,
+                                    attention_dropout=0.0, **ids)
+    raise ValueError(family)
+
+
+def setup(work: str, sft_rows: int, rm_pairs: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coati.dataset.io import load_rows
+    from coati.dataset.preference import rows_to_pairs
+    from coati.dataset.templates import build_prompt
+    from coati.kit import save_tokenizer
+
+    os.makedirs(work, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+    for family in MODELS:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(model_config(family, tok))
+        out = os.path.join(work, f"model-{family}")
+        model.save_pretrained(out)
+        save_tokenizer(tok, out)
+
+    def dump(name, rows):
+        with open(os.path.join(work, name), "w", encoding="utf-8") as f:
+            json.dump(rows, f, ensure_ascii=False)
+
+    # SFT: coati reads prompt/completion and applies the template; TRL gets the templated prompt text.
+    sft = load_rows(SFT_DATA, sft_rows)
+    dump("sft_ours.json", [{"prompt": r["prompt"], "completion": r["completion"]} for r in sft])
+    dump("sft_trl.json", [{"prompt": build_prompt(r["prompt"], "", LANGUAGE), "completion": r["completion"]}
+                          for r in sft])
+    # RM: the KoChatGPT rankings expanded into pairs once, so both sides train on the same rm_pairs pairs.
+    pairs = rows_to_pairs(load_rows(RM_DATA), "ranking")[:rm_pairs]
+    dump("rm_ours.json", [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
+    dump("rm_trl.json", [{"prompt": build_prompt(p.prompt, "", LANGUAGE), "chosen": p.chosen,
+                          "rejected": p.rejected} for p in pairs])
+    # PPO: prompt rows; TRL gets the token ids of the templated prompt, tokenised as coati tokenises it.
+    prompts = load_rows(PPO_DATA)
+    dump("ppo_ours.json", [{"prompt": r["prompt"]} for r in prompts])
+    dump("ppo_trl.json", [{"input_ids": tok(build_prompt(r["prompt"], "", LANGUAGE))["input_ids"]}
+                          for r in prompts])
+
+
+# -- measurement helpers --------------------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Clock:
+    """Wall and CPU time (all threads of this process) of one span, plus the RSS when it started; with --profile, a cProfile of the span alone."""
+
+    profiler = None  # set by main() for --profile
+
+    def __init__(self):
+        self.start = self.cpu_start = self.seconds = self.cpu_seconds = self.rss_before = None
+
+    def begin(self):
+        self.rss_before = current_rss_mb()
+        if Clock.profiler is not None:
+            Clock.profiler.enable()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def end(self):
+        self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
+        if Clock.profiler is not None:
+            Clock.profiler.disable()
+
+
+def time_method(cls, name: str, clock: Clock, before=None):
+    """Wrap cls.name so that each call is timed by `clock`; `before(self)` runs first (untimed)."""
+    original = getattr(cls, name)
+
+    def wrapped(self, *a, **k):
+        if before is not None:
+            before(self)
+        clock.begin()
+        try:
+            return original(self, *a, **k)
+        finally:
+            clock.end()
+
+    setattr(cls, name, wrapped)
+
+
+def world_size() -> int:
+    """Processes in this measurement (torchrun sets WORLD_SIZE; 1 when run plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def common_ours(a) -> list[str]:
+    return ["--strategy", "ddp" if world_size() > 1 else "naive", "--model", a.model, "--pretrain", os.path.join(a.work, f"model-{a.model}"),
+            "--save_path", os.path.join(a.scratch, "out"), "--language", LANGUAGE, "--max_len", str(a.max_len),
+            "--seed", "42", "--dtype", "fp32"]
+
+
+# -- coati ----------------------------------------------------------------------------------------------------
+def ours_sft(a) -> dict:
+    import train_sft
+    from coati.trainer.sft import SFTTrainer
+
+    clock, seen = Clock(), {}
+    time_method(SFTTrainer, "fit", clock,
+                before=lambda t: seen.update(tokens=sum(t.train_loader.dataset.lengths()),
+                                             samples=len(t.train_loader.dataset)))
+    argv = common_ours(a) + ["--dataset", os.path.join(a.work, "sft_ours.json"), "--instruction_str", "prompt",
+                                    "--output_str", "completion", "--batch_size", str(a.batch_size),
+                                    "--accumulation_steps", "1", "--max_epochs", "1", "--lr", "2e-5",
+                                    "--log_interval", "1"] + (["--grad_checkpoint"] if a.grad_ckpt else [])
+    out = train_sft.main(train_sft.parse_args(argv))
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=out["steps"], **seen)
+
+
+def ours_rm(a) -> dict:
+    import train_reward_model
+    from coati.trainer.rm import RewardModelTrainer
+
+    clock, seen = Clock(), {}
+
+    def count(t):
+        items = t.train_loader.dataset.items
+        seen.update(samples=len(items), tokens=sum(len(c) + len(r) for c, r in items))
+
+    time_method(RewardModelTrainer, "fit", clock, before=count)
+    argv = common_ours(a) + ["--dataset", os.path.join(a.work, "rm_ours.json"), "--data_format", "pairs",
+                                   "--eval_split", "0", "--batch_size", str(a.batch_size), "--max_epochs", "1",
+                                   "--lr", "5e-6", "--loss_fn", "log_sig", "--log_interval", "1"]
+    out = train_reward_model.main(train_reward_model.parse_args(argv))
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=out["steps"], **seen)
+
+
+def ours_ppo(a) -> dict:
+    import train_prompts
+    from coati.experience import maker as maker_mod
+    from coati.trainer.ppo import PPOTrainer
+
+    clock, seen = Clock(), {"samples": 0, "tokens": 0, "response_tokens": 0}
+    # Equal work: every response is exactly --response_len tokens on both sides. TRL runs with no stop token;
+    # here EOS is held back until the last position (min_new_tokens), the one change made to coati's run.
+    original_init, original_make = maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.gen_kwargs = {**self.gen_kwargs, "min_new_tokens": a.response_len}
+
+    def make(self, prompts):
+        samples = original_make(self, prompts)
+        seen["samples"] += len(samples)
+        seen["response_tokens"] += sum(len(s.response) for s in samples)
+        seen["tokens"] += sum(len(s.prompt) + len(s.response) for s in samples)
+        return samples
+
+    maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
+    time_method(PPOTrainer, "fit", clock)
+    model_dir = os.path.join(a.work, f"model-{a.model}")
+    argv = common_ours(a) + [
+        "--rm_path", model_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
+        "--ppo_instruction_str", "prompt", "--num_episodes", str(a.episodes), "--num_collect_steps",
+        str(a.collect_steps), "--experience_batch_size", str(a.rollout_batch), "--train_batch_size",
+        str(a.batch_size * 2), "--num_update_steps", str(a.ppo_epochs), "--max_new_tokens", str(a.response_len),
+        "--top_k", "0", "--top_p", "1.0", "--temperature", "1.0", "--kl_coef", "0.05", "--max_input_len", "256",
+        "--actor_lr", "1e-6", "--critic_lr", "1e-5",
+    ] + (["--offload_frozen"] if a.offload else [])
+    out = train_prompts.main(train_prompts.parse_args(argv))
+    # Every rank rolls out the same number of prompts: the global counts are rank 0's times the ranks (tokens
+    # to within the prompts' length differences).
+    seen = {k: v * world_size() for k, v in seen.items()}
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=len(out["history"]), **seen)
+
+
+# -- TRL ------------------------------------------------------------------------------------------------------
+def trl_common(a) -> dict:
+    # TRL defaults bf16=True and gradient_checkpointing=True; the comparison is fp32 without checkpointing.
+    import torch
+
+    # use_cpu only where coati's strategy also lands on the CPU (it takes a GPU when there is one).
+    return dict(output_dir=os.path.join(a.scratch, "out"), bf16=False, fp16=False, gradient_checkpointing=False,
+                report_to="none", save_strategy="no", logging_steps=1, seed=42, use_cpu=not torch.cuda.is_available(),
+                dataloader_num_workers=0, gradient_accumulation_steps=1)
+
+
+def span_callback(clock: Clock):
+    from transformers import TrainerCallback
+
+    class Span(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            clock.begin()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            clock.end()
+
+    return Span()
+
+
+def trl_tokenizer(a):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(os.path.join(a.work, f"model-{a.model}"))
+
+
+def trl_sft(a) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    clock = Clock()
+    with open(os.path.join(a.work, "sft_trl.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(a.work, f"model-{a.model}"), dtype="float32")
+    cfg = SFTConfig(max_length=a.max_len, per_device_train_batch_size=a.batch_size, learning_rate=2e-5,
+                    max_steps=-(-len(rows) // (a.batch_size * world_size())), **trl_common(a))
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
+                         processing_class=trl_tokenizer(a), callbacks=[span_callback(clock)])
+    lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
+    trainer.train()
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step,
+                samples=len(lengths), tokens=sum(lengths))
+
+
+def trl_rm(a) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    clock = Clock()
+    with open(os.path.join(a.work, "rm_trl.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    tok = trl_tokenizer(a)
+    model = AutoModelForSequenceClassification.from_pretrained(os.path.join(a.work, f"model-{a.model}"),
+                                                               num_labels=1, dtype="float32")
+    model.config.pad_token_id = tok.pad_token_id
+    cfg = RewardConfig(max_length=a.max_len, per_device_train_batch_size=a.batch_size, learning_rate=5e-6,
+                       max_steps=-(-len(rows) // (a.batch_size * world_size())), **trl_common(a))
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                            callbacks=[span_callback(clock)])
+    ds = trainer.train_dataset
+    tokens = sum(len(c) + len(r) for c, r in zip(ds["chosen_ids"], ds["rejected_ids"]))
+    trainer.train()
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step,
+                samples=len(ds), tokens=tokens)
+
+
+def trl_ppo(a) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    clock = Clock()
+    with open(os.path.join(a.work, "ppo_trl.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    path = os.path.join(a.work, f"model-{a.model}")
+    tok = trl_tokenizer(a)
+    tok.padding_side = "left"  # TRL's PPO expects left-padded queries
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    ref = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    reward = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype="float32")
+    value = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype="float32")
+    for m in (reward, value):
+        m.config.pad_token_id = tok.pad_token_id
+    buffer = a.rollout_batch * a.collect_steps  # prompts per episode, as coati's collect steps x batch
+    minibatch = a.batch_size * 2
+    cfg = PPOConfig(
+        per_device_train_batch_size=buffer, num_mini_batches=buffer // minibatch, num_ppo_epochs=a.ppo_epochs,
+        local_rollout_forward_batch_size=a.rollout_batch, total_episodes=buffer * a.episodes * world_size(),
+        response_length=a.response_len, stop_token=None, temperature=1.0, kl_coef=0.05, learning_rate=1e-6,
+        num_sample_generations=0, **trl_common(a))
+    train = Dataset.from_list(rows)
+    trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
+                         value_model=value, train_dataset=train, eval_dataset=train.select(range(buffer)),
+                         callbacks=[span_callback(clock)])
+    seen = {"samples": 0, "tokens": 0, "response_tokens": 0}
+    from trl.experimental.ppo import ppo_trainer as ppo_mod
+
+    original = ppo_mod.batch_generation
+
+    def counted(model, queries, *args, **kwargs):
+        out, logits = original(model, queries, *args, **kwargs)
+        real = out != tok.pad_token_id
+        seen["samples"] += queries.shape[0]
+        seen["tokens"] += int(real.sum())
+        seen["response_tokens"] += int(real[:, queries.shape[1]:].sum())
+        return out, logits
+
+    ppo_mod.batch_generation = counted
+    trainer.train()
+    seen = {k: v * world_size() for k, v in seen.items()}  # rank 0's rollouts; every rank makes as many
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step, **seen)
+
+
+RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): ours_ppo,
+        ("trl", "sft"): trl_sft, ("trl", "rm"): trl_rm, ("trl", "ppo"): trl_ppo}
+
+
+def add_work_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch_size", type=int, default=4, help="SFT/RM batch; PPO minibatch is twice this")
+    p.add_argument("--max_len", type=int, default=256)
+    p.add_argument("--episodes", type=int, default=2, help="PPO episodes per run")
+    p.add_argument("--rollout_batch", type=int, default=8, help="PPO prompts per rollout batch")
+    p.add_argument("--collect_steps", type=int, default=2, help="PPO rollout batches per episode")
+    p.add_argument("--ppo_epochs", type=int, default=2, help="PPO passes over the episode's buffer")
+    p.add_argument("--response_len", type=int, default=32, help="PPO response tokens (fixed on both sides)")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("setup")
+    s.add_argument("--work", required=True)
+    s.add_argument("--sft_rows", type=int, default=80)
+    s.add_argument("--rm_pairs", type=int, default=80)
+    r = sub.add_parser("run")
+    r.add_argument("--work", required=True)
+    r.add_argument("--scratch", required=True, help="this run's output folder (deleted by the caller)")
+    r.add_argument("--side", choices=("ours", "trl"), required=True)
+    r.add_argument("--stage", choices=("sft", "rm", "ppo"), required=True)
+    r.add_argument("--model", choices=MODELS, required=True)
+    r.add_argument("--offload", action="store_true", help="coati PPO with --offload_frozen")
+    r.add_argument("--grad_ckpt", action="store_true", help="coati SFT with --grad_checkpoint")
+    r.add_argument("--profile", default=None, help="write a cProfile of the timed span (the training loop) to this file")
+    r.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides alike)")
+    add_work_args(r)
+    a = p.parse_args(argv)
+    if a.cmd == "setup":
+        setup(a.work, a.sft_rows, a.rm_pairs)
+        return
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(a.threads)
+    fn = RUNS[(a.side, a.stage)]
+    if a.profile:
+        import cProfile
+
+        Clock.profiler = cProfile.Profile()
+    result = fn(a)
+    if a.profile:
+        Clock.profiler.dump_stats(a.profile)
+    result.update(side=a.side, stage=a.stage, model=a.model, offload=a.offload, grad_ckpt=a.grad_ckpt,
+                  threads=torch.get_num_threads(),
+                  peak_rss_mb=peak_rss_mb(), nproc=world_size())
+    if os.environ.get("RANK", "0") == "0":  # rank 0 reports; its span covers the synchronised training loop
+        print("RESULT " + json.dumps(result), flush=True)
+    if torch.distributed.is_initialized():  # TRL leaves its process group open; gloo may abort at exit otherwise
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Run a few training steps of one stage under one strategy, checkpoint, resume, and record what the strategy
+tests compare.
+
+    python tests/strategy_worker.py --stage sft|rm|ppo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
+        -- <flags of that stage's script>
+
+Under torchrun for the distributed strategies, plain python for naive. Every rank sees its share of the same
+global batches (the strategy's sampler), so two ranks must reproduce one naive process. Writes into DIR (rank 0):
+- worker.json: per-step losses and gradient norms; with --resume_at k also the losses of steps k+1.. of a
+  fresh run resumed from the checkpoint written after step k;
+- final/: the trained model after the last step, written by `strategy.save_hf` (a plain HF folder);
+- checkpoint-k/: that checkpoint, by `coati.checkpoint.Checkpointer` (what --need_optim_ckpt and
+  --save_interval write: weights, each rank's optimizer state, scheduler, RNG);
+- resumed/: the resumed run's model after the last step.
+
+PPO: one rollout of the whole global prompt batch is made on every rank before training (same seed, same
+weights, so the same samples everywhere), with responses of a fixed length so that per-rank token means
+average to the global one; each rank then trains on its slice of every minibatch. The steps are the
+actor + critic updates of `PPOTrainer.train_step`, the loss recorded is policy loss + value loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from coati.checkpoint import Checkpointer  # noqa: E402
+from coati.dataset.io import load_rows  # noqa: E402
+from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer, load_tokenizer  # noqa: E402
+from coati.models.registry import resolve_family  # noqa: E402
+from coati.models.value import ValueModel  # noqa: E402
+from coati.strategies import build_strategy  # noqa: E402
+from coati.trainer.optim import cosine_schedule  # noqa: E402
+
+
+def worker_args():
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    p = argparse.ArgumentParser()
+    p.add_argument("--stage", choices=("sft", "rm", "ppo"), default="sft")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--resume_at", type=int, default=0, help="checkpoint after this step and resume from it (0: no)")
+    p.add_argument("--cpu_shim", action="store_true", help="install tests/colossalai_cpu_shim.py first")
+    p.add_argument("--cpu_offload", action="store_true", help="build_strategy(..., cpu_offload=True)")
+    p.add_argument("--micro", type=int, default=1, help="SFT: split each batch into this many accumulated micro-batches")
+    wargs = p.parse_args(argv[:split])
+    script = {"sft": "train_sft", "rm": "train_reward_model", "ppo": "train_prompts"}[wargs.stage]
+    return wargs, __import__(script).parse_args(argv[split + 1:])
+
+
+class SFT:
+    """Batches of SFT rows; `step` is one optimizer step of SFTTrainer over `micro` accumulated micro-batches."""
+
+    def __init__(self, strategy, args, wargs):
+        from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+
+        self.strategy, self.args, self.micro = strategy, args, wargs.micro
+        self.tok = load_tokenizer(args.pretrain, args.max_len)
+        ds = SFTDataset(load_rows(args.dataset), self.tok, args.max_len, args.language,
+                        Keys(args.instruction_str, args.input_str, args.output_str))
+        loader = strategy.dataloader(ds, args.batch_size, SFTCollator(self.tok.pad_token_id))
+        strategy.set_epoch(loader, 0)
+        self.batches = list(loader)[:wargs.steps]
+
+    def build(self):
+        """(models, optimizers, schedulers) of a fresh run from the pretrained weights, and its trainer."""
+        from coati.trainer.sft import SFTTrainer
+
+        args = self.args
+        model = load_causal_lm(args.pretrain, resolve_family(args.model, args.pretrain), self.tok)
+        model = apply_lora(model, args.lora_rank, args.lora_alpha, 0.0)
+        model, opt = self.strategy.prepare_train(model, args.lr, args.weight_decay)
+        sched = cosine_schedule(opt, 8, args.warmup_ratio)
+        self.strategy.unwrap(model).eval()  # no dropout: every strategy must see the same arithmetic
+        self.trainer = SFTTrainer(self.strategy, model, opt, sched, [None], max_grad_norm=args.max_grad_norm)
+        return {"model": model}, {"model": opt}, {"model": sched}
+
+    def step(self, batch) -> float:
+        parts = [dict(zip(batch, values)) for values in zip(*(v.chunk(self.micro) for v in batch.values()))]
+        return self.trainer.train_step(parts)
+
+
+class RM:
+    """Batches of preference pairs; `step` is one RewardModelTrainer step."""
+
+    def __init__(self, strategy, args, wargs):
+        from coati.dataset.preference import PairCollator, PairKeys, PreferenceDataset, rows_to_pairs
+
+        self.strategy, self.args = strategy, args
+        self.tok = load_tokenizer(args.pretrain, args.max_len, distinct_pad=True)
+        pairs = rows_to_pairs(load_rows(args.dataset), args.data_format,
+                              PairKeys(args.prompt_str, args.chosen_str, args.rejected_str), args.dataset)
+        ds = PreferenceDataset(pairs, self.tok, args.max_len, args.language)
+        loader = strategy.dataloader(ds, args.batch_size, PairCollator(self.tok.pad_token_id))
+        strategy.set_epoch(loader, 0)
+        self.batches = list(loader)[:wargs.steps]
+
+    def build(self):
+        from coati.trainer.rm import RewardModelTrainer
+
+        args = self.args
+        hf = load_sequence_scorer(args.pretrain, resolve_family(args.model, args.pretrain), self.tok)
+        hf = apply_lora(hf, args.lora_rank, args.lora_alpha, 0.0, "SEQ_CLS")
+        model, opt = self.strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
+        sched = cosine_schedule(opt, 8, args.warmup_ratio)
+        self.strategy.unwrap(model).eval()
+        self.trainer = RewardModelTrainer(self.strategy, model, opt, sched, [None], max_grad_norm=args.max_grad_norm)
+        return {"model": model}, {"model": opt}, {"model": sched}
+
+    def step(self, batch) -> float:
+        return self.trainer.train_step(batch)["loss"]
+
+
+class PPO:
+    """One rollout of the global prompt batch (identical on every rank), then actor + critic updates on each
+    rank's slice of it; `step` returns policy loss + value loss of one PPOTrainer.train_step."""
+
+    def __init__(self, strategy, args, wargs):
+        from coati.dataset.prompt import LeftPadCollator, PromptDataset
+
+        self.strategy, self.args, self.steps = strategy, args, wargs.steps
+        self.tok = load_tokenizer(args.pretrain, args.max_len)
+        self.family = resolve_family(args.model, args.pretrain)
+        ds = PromptDataset(load_rows(args.prompt_dataset), self.tok, args.max_input_len, args.language,
+                           args.ppo_instruction_str)
+        n = args.experience_batch_size * strategy.world_size
+        self.prompts = LeftPadCollator(self.tok.pad_token_id)([ds[i] for i in range(n)])
+        self.batches = list(range(wargs.steps))
+        self.samples = None
+
+    def build(self):
+        from coati.experience.maker import ExperienceMaker
+        from coati.ops import FixedKLController
+        from coati.trainer.ppo import PPOTrainer
+
+        args, strategy = self.args, self.strategy
+        actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok), args.lora_rank, args.lora_alpha, 0.0)
+        critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok), args.lora_rank,
+                            args.lora_alpha, 0.0, "SEQ_CLS")
+        actor, actor_opt = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
+        critic, critic_opt = strategy.prepare_train(ValueModel(critic), args.critic_lr, args.weight_decay)
+        for m in (actor, critic):
+            strategy.unwrap(m).eval()
+        if self.samples is None:  # the rollout, once, from the starting weights
+            initial = load_causal_lm(args.pretrain, self.family, self.tok).requires_grad_(False).eval()
+            reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok)).requires_grad_(False)
+            gen = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, top_k=args.top_k)
+            maker = ExperienceMaker(strategy, actor, critic, reward.eval().to(strategy.device),
+                                    initial.to(strategy.device), self.tok, FixedKLController(args.kl_coef), gen)
+            self.samples = maker.make(self.prompts)
+        self.trainer = PPOTrainer(strategy, actor, critic, actor_opt, critic_opt, None, [None], self.tok,
+                                  eps_clip=args.eps_clip, value_clip=args.value_clip, vf_coef=args.vf_coef,
+                                  max_grad_norm=args.max_grad_norm)
+        return {"actor": actor, "critic": critic}, {"actor": actor_opt, "critic": critic_opt}, {}
+
+    def step(self, k) -> float:
+        from coati.experience.experience import collate
+
+        # Minibatch k: a rotation of the global batch, so every step sees a different split over ranks.
+        b = len(self.samples)
+        order = [(i + k) % b for i in range(b)]
+        per_rank = b // self.strategy.world_size
+        mine = order[self.strategy.rank * per_rank:(self.strategy.rank + 1) * per_rank]
+        exp = collate([self.samples[i] for i in mine], self.tok.pad_token_id).to(self.strategy.device)
+        figures = self.trainer.train_step(exp)
+        return figures["policy_loss"] + figures["value_loss"]
+
+
+def main() -> None:
+    wargs, args = worker_args()
+    if wargs.cpu_shim:
+        import colossalai_cpu_shim
+
+        colossalai_cpu_shim.install()
+    strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype, cpu_offload=wargs.cpu_offload)
+    norms: list[float] = []
+    step = strategy.step
+    strategy.step = lambda *a, **k: norms.append(step(*a, **k)) or norms[-1]  # record the returned norms
+
+    stage = {"sft": SFT, "rm": RM, "ppo": PPO}[wargs.stage](strategy, args, wargs)
+    trained = "actor" if wargs.stage == "ppo" else "model"
+
+    def run_steps(batches):
+        return [stage.step(b) for b in batches]
+
+    def save(models, path):
+        os.makedirs(path, exist_ok=True)
+        strategy.save_hf(models[trained], stage.tok, path if strategy.is_rank0 else None, merge_lora=True)
+        strategy.barrier()
+
+    models, opts, scheds = stage.build()
+    k = wargs.resume_at
+    out = {"losses": run_steps(stage.batches[:k] if k else stage.batches)}
+    if k:
+        path = Checkpointer(strategy, wargs.out, models=models, optimizers=opts, schedulers=scheds).save(k, {"step": k})
+        out["losses"] += run_steps(stage.batches[k:])
+    out["norms"] = list(norms)
+    save(models, os.path.join(wargs.out, "final"))
+
+    if k:
+        # A fresh run from the pretrained weights, everything restored from the checkpoint on every rank.
+        models, opts, scheds = stage.build()
+        Checkpointer(strategy, wargs.out, models=models, optimizers=opts, schedulers=scheds).load(path)
+        out["resumed_losses"] = run_steps(stage.batches[k:])
+        save(models, os.path.join(wargs.out, "resumed"))
+
+    if strategy.is_rank0:
+        with open(os.path.join(wargs.out, "worker.json"), "w") as f:
+            json.dump(out, f)
+    strategy.close()
+
+
+if __name__ == "__main__":
+    main()
