@@ -96,7 +96,6 @@ def test_one_step_changes_every_trainable_parameter(tiny_models, tokenizer, fami
 
 def test_lora_merge_gives_the_same_logits(tiny_models, tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
-    from transformers.activations import ACT2FN
 
     from coati.checkpoint import save_hf_model
     from coati.models.loading import apply_lora
