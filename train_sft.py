@@ -52,7 +52,8 @@ def main(args) -> dict:
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
     keys = Keys(args.instruction_str, args.input_str, args.output_str)
-    train_set = SFTDataset(rows, tokenizer, args.max_len, args.language, keys, args.without_prompt, args.dataset)
+    train_set = SFTDataset(rows, tokenizer, args.max_len, args.language, keys, args.without_prompt,
+                           f"--dataset {args.dataset}")
     eval_set = (SFTDataset(eval_rows, tokenizer, args.max_len, args.language, keys, args.without_prompt,
                            f"--eval_dataset {args.eval_dataset}") if eval_rows else None)
     if strategy.is_rank0:

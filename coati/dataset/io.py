@@ -116,12 +116,10 @@ def _load_hub(name: str, subset: str | None, split: str, flag: str) -> list[dict
                         "or pass a local file") from err
 
 
-def require_keys(rows: list[dict], keys: list[str], source: str, flag: str = "--dataset",
-                 hint: str = "") -> None:
+def require_keys(rows: list[dict], keys: list[str], where: str, hint: str = "") -> None:
     """Every row has every key; otherwise name the missing key, the row and the keys that are there.
 
-    source: the file (named after `flag`), or where the rows came from when it starts with "--" itself."""
-    where = source if source.startswith("--") else f"{flag} {source}"
+    where: where the rows came from, as the message names it (e.g. "--dataset data.json")."""
     for i, row in enumerate(rows):
         for key in keys:
             if key not in row:

@@ -7,7 +7,6 @@ import importlib.util
 from coati.errors import UserError
 
 STRATEGIES = ("naive", "ddp", "fsdp", "colossalai_zero2", "colossalai_zero2_cpu", "colossalai_gemini")
-AVAILABLE = STRATEGIES
 COLOSSALAI_INSTALL = "pip install -r requirements-colossalai.txt"
 
 
