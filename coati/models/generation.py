@@ -32,22 +32,17 @@ def _innermost(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @functools.cache
-def _accepts_position_ids(cls: type) -> bool:
-    return "position_ids" in inspect.signature(cls.forward).parameters
+def _forward_params(cls: type) -> frozenset:
+    return frozenset(inspect.signature(cls.forward).parameters)
 
 
 def position_kwargs(model: torch.nn.Module, attention_mask: torch.Tensor) -> dict:
     """{"position_ids": ...} when the model takes them, else {}."""
     inner = _innermost(model)
     base = getattr(inner, inner.base_model_prefix, inner) if hasattr(inner, "base_model_prefix") else inner
-    if _accepts_position_ids(type(base)):
+    if "position_ids" in _forward_params(type(base)):
         return {"position_ids": position_ids_from_mask(attention_mask)}
     return {}
-
-
-@functools.cache
-def _accepts_logits_to_keep(cls: type) -> bool:
-    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -60,29 +55,135 @@ def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     """
     kwargs = position_kwargs(model, attention_mask)
     keep = input_ids.shape[1] - first
-    if first > 0 and _accepts_logits_to_keep(type(_innermost(model))):
+    if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):
         kwargs["logits_to_keep"] = keep
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits[:, -keep:]
 
 
+def warp_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
+    """(B, V) logits -> (B, V) scores to sample from: divided by the temperature, then everything outside the top k
+    and outside the smallest set whose probability reaches top_p set to -inf (at least one token always stays).
+    top_k=0 and top_p=1.0 switch those off. The same rules, in the same order, as transformers' warpers."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        ascending, order = torch.sort(logits, dim=-1)
+        drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p
+        drop[:, -1] = False  # the most likely token always stays
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def _decode_plan(model: torch.nn.Module) -> dict | None:
+    """How coati's own decoding loop drives this model ({"model", "cache_arg", "cache_position"}), or None where
+    it cannot (transformers 4, the ColossalAI pin, keeps `generate`).
+
+    transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write position
+    (no `cache_position` argument); both spellings are followed.
+    """
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return None
+    inner = _innermost(model)  # peft injects LoRA layers into this module, FSDP2 hooks it in place
+    params = _forward_params(type(inner))
+    name = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
+    if name is None or "logits_to_keep" not in params:
+        return None
+    return {"model": inner, "cache_arg": name, "cache_position": "cache_position" in params}
+
+
+@torch.no_grad()
+def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            eos: int, pad: int, max_new_tokens: int, min_new_tokens: int, do_sample: bool, top_k: int,
+            top_p: float, temperature: float, synced_gpus: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prefill, then one forward per token into a preallocated KV cache. Returns (B, P + A) ids and the (B, A)
+    log-probabilities of the chosen tokens under the raw distribution.
+
+    Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
+    and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
+    concatenation, model-input preparation) costs as much again. This loop does only what PPO needs.
+    """
+    from transformers import StaticCache
+
+    model, b, p = plan["model"], *input_ids.shape
+    cache = StaticCache(config=model.config, max_cache_len=p + max_new_tokens)
+
+    def cache_at(start: int, n: int) -> dict:  # the cache argument, and the slots written where the model asks
+        at = {plan["cache_arg"]: cache}
+        if plan["cache_position"]:
+            at["cache_position"] = torch.arange(start, start + n, device=input_ids.device)
+        return at
+
+    # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and
+    # rows that stopped are cut by the action mask later); slots not yet written are hidden by causality.
+    mask = torch.cat([attention_mask, attention_mask.new_ones(b, max_new_tokens)], dim=1)
+    pos = position_kwargs(model, attention_mask)
+    next_pos = pos["position_ids"][:, -1:] + 1 if pos else None  # left padding: the last prompt token is real
+    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **cache_at(0, p), **pos)
+    alive = torch.ones(b, dtype=torch.bool, device=input_ids.device)
+    tokens, log_probs = [], []
+    for t in range(max_new_tokens):
+        logits = out.logits[:, -1].float()
+        scores = logits.clone()
+        if pad != eos:
+            scores[:, pad] = float("-inf")  # a sampled pad would read as padding and punch a hole in the response
+        if t < min_new_tokens:
+            scores[:, eos] = float("-inf")
+        if do_sample:
+            nxt = torch.multinomial(warp_logits(scores, top_k, top_p, temperature).softmax(-1), 1).squeeze(-1)
+        else:
+            nxt = scores.argmax(-1)
+        nxt = torch.where(alive, nxt, torch.full_like(nxt, pad))
+        tokens.append(nxt)
+        log_probs.append(torch.log_softmax(logits, dim=-1).gather(-1, nxt[:, None]).squeeze(-1))
+        alive &= nxt != eos
+        going = alive.any()
+        if synced_gpus and torch.distributed.is_initialized():
+            # FSDP/Gemini gather each layer collectively: every rank steps until the last one is done
+            going = going.to(torch.int32)
+            torch.distributed.all_reduce(going, op=torch.distributed.ReduceOp.MAX)
+        if t == max_new_tokens - 1 or not bool(going):
+            break
+        step = {"position_ids": next_pos + t} if pos else {}
+        out = model(input_ids=nxt[:, None], attention_mask=mask, use_cache=True, **cache_at(p + t, 1), **step)
+    return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1), torch.stack(log_probs, dim=1)
+
+
 @torch.no_grad()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer,
            max_new_tokens: int, do_sample: bool = True, top_k: int = 50, top_p: float = 1.0,
-           temperature: float = 1.0, return_log_probs: bool = False, **extra):
+           temperature: float = 1.0, return_log_probs: bool = False, min_new_tokens: int = 0,
+           synced_gpus: bool = False):
     """Sample continuations of left-padded prompts with the KV cache. Returns (B, P + A) ids.
+
+    Tokens come from the model's own distribution shaped only by temperature, top-k and top-p; the pad token is
+    never sampled, EOS not before min_new_tokens, and a row that has stopped is filled with pad. A checkpoint's
+    generation_config (repetition penalty and the like) is not applied: PPO's ratios are between the policy's
+    own probabilities.
 
     return_log_probs: also return the (B, A) log-probabilities of the sampled tokens under the model's raw
     distribution (before temperature, top-k and top-p), read off the logits of the decoding steps themselves;
     they equal a fresh forward pass over the sequences to rounding (1e-6), so PPO needs no extra actor forward.
     """
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, use_cache=True, **extra)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    plan = _decode_plan(model)
+    if plan is not None:
+        seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
+                                  min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
+        return (seqs, log_probs) if return_log_probs else seqs
+
+    # transformers 4 (the ColossalAI stack): generate, told the same rules
+    kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
+                  eos_token_id=eos, pad_token_id=pad, use_cache=True, synced_gpus=synced_gpus)
     if return_log_probs:
         kwargs.update(output_logits=True, return_dict_in_generate=True)
-    if tokenizer.pad_token_id != tokenizer.eos_token_id:
-        # A sampled pad token would read as padding and punch a hole in the response.
-        kwargs["suppress_tokens"] = [tokenizer.pad_token_id]
+    if pad != eos:
+        kwargs["suppress_tokens"] = [pad]
     if do_sample:
         kwargs.update(top_k=top_k, top_p=top_p, temperature=temperature)
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

@@ -87,7 +87,8 @@ class Strategy:
         return model
 
     def generation_kwargs(self) -> dict:
-        """Extra `generate` arguments; sharded strategies need every rank to step together."""
+        """Extra arguments of `coati.models.generation.sample`; sharded strategies need every rank to step
+        together."""
         return {}
 
     def no_sync(self, model: torch.nn.Module, sync: bool):

@@ -1,0 +1,149 @@
+"""coati's decoding loop: the same tokens as transformers' generate, its rules for EOS / pad / min_new_tokens,
+and top-k / top-p / temperature as transformers applies them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import FAMILIES
+
+from coati.models.generation import _decode_plan, causal_lm_logits, sample, warp_logits
+
+PROMPTS = ["안녕하세요 오늘은", "주말에 어디", "공부는 어떻게 해요? 정말 궁금해요 알려주세요"]
+
+
+def left_padded(tokenizer, texts):
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    p = max(map(len, ids))
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (p - len(x)) + x for x in ids])
+    mask = torch.tensor([[0] * (p - len(x)) + [1] * len(x) for x in ids])
+    return input_ids, mask
+
+
+def load(tiny_models, tokenizer, family):
+    from coati.models.loading import load_causal_lm
+    from coati.models.registry import resolve_family
+
+    path = tiny_models(family)
+    return load_causal_lm(path, resolve_family(family, path), tokenizer).eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_equals_generate_under_left_padding(tiny_models, tokenizer, family):
+    model = load(tiny_models, tokenizer, family)
+    assert _decode_plan(model) is not None  # transformers 5: coati's loop, not generate, runs here
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    ours = sample(model, ids, mask, tokenizer, 12, do_sample=False)
+    theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                            suppress_tokens=[tokenizer.pad_token_id])
+    assert ours.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_sampled_log_probs_equal_a_fresh_forward(tiny_models, tokenizer, family):
+    model = load(tiny_models, tokenizer, family)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    torch.manual_seed(0)
+    seqs, lp = sample(model, ids, mask, tokenizer, 10, top_k=20, top_p=0.9, temperature=0.7, min_new_tokens=10,
+                      return_log_probs=True)
+    p = ids.shape[1]
+    assert seqs.shape == (3, p + 10) and lp.shape == (3, 10)
+    assert seqs[:, :p].tolist() == ids.tolist()
+    attn = torch.cat([mask, torch.ones_like(seqs[:, p:])], dim=1)
+    with torch.no_grad():  # raw log-probs (before temperature / top-k / top-p) of the sampled tokens
+        fresh = causal_lm_logits(model, seqs, attn, p - 1)[:, :-1].log_softmax(-1)
+    torch.testing.assert_close(fresh.gather(-1, seqs[:, p:, None]).squeeze(-1), lp, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_actor_decodes_like_generate(tiny_models, tokenizer):
+    from coati.models.loading import apply_lora
+
+    model = apply_lora(load(tiny_models, tokenizer, "gptneox"), rank=4, alpha=8, dropout=0.0)
+    with torch.no_grad():  # LoRA's B starts at zero; make the adapter change the outputs
+        for name, prm in model.named_parameters():
+            if "lora_B" in name:
+                prm.normal_(0, 0.5)
+    assert _decode_plan(model) is not None
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    ours = sample(model.eval(), ids, mask, tokenizer, 8, do_sample=False)
+    theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                            suppress_tokens=[tokenizer.pad_token_id])
+    assert ours.tolist() == theirs.tolist()
+
+
+def favour(model, token: int):
+    """Make `token` the overwhelming choice of the model's raw distribution at every position."""
+    def hook(module, inputs, logits):
+        logits = logits.clone()
+        logits[..., token] += 1e4
+        return logits
+
+    model.get_output_embeddings().register_forward_hook(hook)
+    return model
+
+
+def test_eos_waits_for_min_new_tokens_then_the_batch_stops(tiny_models, tokenizer):
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model = favour(load(tiny_models, tokenizer, "opt"), eos)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    seqs, lp = sample(model, ids, mask, tokenizer, 6, min_new_tokens=2, return_log_probs=True)
+    # EOS is barred for two steps, then taken at once by every row, and decoding ends there
+    assert seqs.shape == (3, ids.shape[1] + 3) and lp.shape == (3, 3)
+    resp = seqs[:, ids.shape[1]:]
+    assert (resp[:, 2] == eos).all() and (resp[:, :2] != eos).all() and (resp[:, :2] != pad).all()
+    assert (lp[:, 2] > -1e-3).all()  # EOS had all the probability mass
+
+
+def test_a_stopped_row_is_filled_with_pad_while_others_go_on(tiny_models, tokenizer):
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model = load(tiny_models, tokenizer, "gpt2")
+    ids, mask = left_padded(tokenizer, PROMPTS)
+
+    def first_row_ends(module, inputs, logits):  # the first row says EOS at once; the others never do
+        logits = logits.clone()
+        logits[0, :, eos] += 1e4
+        logits[1:, :, eos] -= 1e4
+        return logits
+
+    model.get_output_embeddings().register_forward_hook(first_row_ends)
+    seqs = sample(model, ids, mask, tokenizer, 5, do_sample=False)
+    resp = seqs[:, ids.shape[1]:].tolist()
+    assert resp[0][0] == eos and resp[0][1:] == [pad] * (len(resp[0]) - 1)
+    assert all(len(r) == 5 and pad not in r and eos not in r for r in resp[1:])
+
+
+def test_pad_is_never_sampled(tiny_models, tokenizer):
+    model = favour(load(tiny_models, tokenizer, "llama"), tokenizer.pad_token_id)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    torch.manual_seed(0)
+    seqs = sample(model, ids, mask, tokenizer, 8, min_new_tokens=8, top_k=0)
+    assert seqs.shape[1] == ids.shape[1] + 8
+    assert tokenizer.pad_token_id not in seqs[:, ids.shape[1]:].flatten().tolist()
+
+
+@pytest.mark.parametrize("top_k,top_p,temperature", [(0, 1.0, 1.0), (5, 1.0, 1.0), (0, 0.7, 1.0), (7, 0.5, 0.8),
+                                                      (0, 0.01, 1.3), (100, 0.95, 1.0)])
+def test_warping_matches_transformers(top_k, top_p, temperature):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50) * 3
+    expected = logits.clone()
+    if temperature != 1.0:
+        expected = TemperatureLogitsWarper(temperature)(None, expected)
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1.0:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    assert torch.equal(warp_logits(logits, top_k, top_p, temperature), expected)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = torch.isfinite(warp_logits(probs.log(), top_p=0.8))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = torch.isfinite(warp_logits(probs.log(), top_p=0.81))
+    assert kept.tolist() == [[True, True, True, False]]
+    assert torch.isfinite(warp_logits(probs.log(), top_k=1)).tolist() == [[True, False, False, False]]
