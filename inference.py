@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from coati.cli import check_sampling
 from coati.dataset.templates import LANGUAGES, build_prompt
 from coati.errors import UserError, exit_on_user_error
 
@@ -43,6 +44,7 @@ def is_reward_model(path: str) -> bool:
 def main(args) -> str | float:
     if not os.path.isfile(os.path.join(args.model_path, "config.json")):
         raise UserError(f"--model_path {args.model_path} holds no config.json; point it at a stage's --save_path")
+    check_sampling(args, greedy=args.greedy)
     import torch
 
     torch.manual_seed(args.seed)

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 
-from coati.cli import base_parser, check_common
+from coati.cli import base_parser, check_common, check_sampling
 from coati.errors import UserError, exit_on_user_error
 
 
@@ -83,11 +83,12 @@ def check_args(args) -> None:
                             "it was trained from")
         check_model_source(args.rm_pretrain, "--rm_pretrain")
     for name in ("num_episodes", "num_collect_steps", "num_update_steps", "experience_batch_size",
-                 "train_batch_size", "ptx_batch_size", "max_new_tokens", "max_input_len"):
+                 "train_batch_size", "ptx_batch_size", "max_input_len"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     if not 0 <= args.ptx_coef <= 1:
         raise UserError(f"--ptx_coef must be in [0, 1], got {args.ptx_coef}")
+    check_sampling(args)
 
 
 @exit_on_user_error

@@ -73,6 +73,22 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     return p
 
 
+def check_sampling(args: argparse.Namespace, greedy: bool = False) -> None:
+    """--max_new_tokens / --temperature / --top_k / --top_p of the scripts that sample (PPO, inference); greedy
+    decoding reads only the first."""
+    if args.max_new_tokens <= 0:
+        raise UserError(f"--max_new_tokens must be positive, got {args.max_new_tokens}")
+    if greedy:
+        return
+    if args.temperature <= 0:
+        raise UserError(f"--temperature must be positive, got {args.temperature} (inference.py: --greedy for the "
+                        "most likely token)")
+    if args.top_k < 0:
+        raise UserError(f"--top_k must be 0 (off) or positive, got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise UserError(f"--top_p must be in (0, 1], got {args.top_p} (1 switches it off)")
+
+
 def check_common(args: argparse.Namespace) -> None:
     """Flag combinations that cannot work, and paths that do not hold what they should."""
     from coati.models.loading import check_model_source

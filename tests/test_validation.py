@@ -121,3 +121,19 @@ def test_ppo_prompt_file_without_the_prompt_key_names_flag_and_file(tmp_path, gp
                     "--ppo_instruction_str")
     assert "--dataset" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_sampling_flags_that_cannot_work(tmp_path, gpt2):
+    res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--rm_path", gpt2, "--prompt_dataset", write_json(tmp_path / "p.json", [{"instruction": "hi"}]),
+                      "--save_path", str(tmp_path / "out"), "--temperature", "0"], timeout=120)
+    _refused(res, "--temperature must be positive, got 0.0")
+    assert not (tmp_path / "out").exists()
+    _refused(run_script(["inference.py", "--model_path", gpt2, "--prompt", "안녕?", "--max_new_tokens", "0"]),
+             "--max_new_tokens must be positive")
+    _refused(run_script(["inference.py", "--model_path", gpt2, "--prompt", "안녕?", "--top_p", "1.5"]),
+             "--top_p must be in (0, 1]")
+    # greedy decoding reads no sampling flag, so a zero temperature is no error there
+    res = run_script(["inference.py", "--model_path", gpt2, "--prompt", "안녕?", "--max_new_tokens", "3", "--greedy",
+                      "--temperature", "0"])
+    assert res.returncode == 0, res.stderr[-2000:]
