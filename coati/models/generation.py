@@ -106,7 +106,8 @@ def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
     and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
-    concatenation, model-input preparation) costs as much again. This loop does only what PPO needs.
+    concatenation, model-input preparation) is a visible share of it: this loop, which does only what PPO
+    needs, decoded 8 x 32 tokens 1.1-1.2x faster (benchmarks/README.md).
     """
     from transformers import StaticCache
 
