@@ -28,16 +28,20 @@ def load(tiny_models, tokenizer, family):
     return load_causal_lm(path, resolve_family(family, path), tokenizer).eval()
 
 
+def generate_greedy(model, tokenizer, ids, mask, n: int) -> torch.Tensor:
+    """transformers' own greedy decoding under the same rules (pad suppressed, stop at EOS): the reference."""
+    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                          suppress_tokens=[tokenizer.pad_token_id])
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_equals_generate_under_left_padding(tiny_models, tokenizer, family):
     model = load(tiny_models, tokenizer, family)
     assert _decode_plan(model) is not None  # transformers 5: coati's loop, not generate, runs here
     ids, mask = left_padded(tokenizer, PROMPTS)
     ours = sample(model, ids, mask, tokenizer, 12, do_sample=False)
-    theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                            suppress_tokens=[tokenizer.pad_token_id])
-    assert ours.tolist() == theirs.tolist()
+    assert ours.tolist() == generate_greedy(model, tokenizer, ids, mask, 12).tolist()
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
@@ -67,10 +71,7 @@ def test_lora_actor_decodes_like_generate(tiny_models, tokenizer):
     assert _decode_plan(model) is not None
     ids, mask = left_padded(tokenizer, PROMPTS)
     ours = sample(model.eval(), ids, mask, tokenizer, 8, do_sample=False)
-    theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                            suppress_tokens=[tokenizer.pad_token_id])
-    assert ours.tolist() == theirs.tolist()
+    assert ours.tolist() == generate_greedy(model, tokenizer, ids, mask, 8).tolist()
 
 
 def favour(model, token: int):
