@@ -10,6 +10,10 @@ class UserError(Exception):
     """Bad input from the user (a path, a flag, a data file). Printed as one line, exit code 2."""
 
 
+class NonFiniteError(UserError):
+    """A loss, gradient norm or the policy's probabilities became inf or NaN; the message names the step."""
+
+
 class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived and a checkpoint was written at the step boundary."""
 

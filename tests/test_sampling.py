@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import FAMILIES
 
-from coati.models.generation import _decode_plan, causal_lm_logits, sample, warp_logits
+from coati.errors import NonFiniteError
+from coati.models.generation import _decode_plan, causal_lm_logits, draw, sample, warp_logits
 
 PROMPTS = ["안녕하세요 오늘은", "주말에 어디", "공부는 어떻게 해요? 정말 궁금해요 알려주세요"]
 
@@ -122,6 +123,32 @@ def test_pad_is_never_sampled(tiny_models, tokenizer):
     seqs = sample(model, ids, mask, tokenizer, 8, min_new_tokens=8, top_k=0)
     assert seqs.shape[1] == ids.shape[1] + 8
     assert tokenizer.pad_token_id not in seqs[:, ids.shape[1]:].flatten().tolist()
+
+
+def test_draw_follows_the_distribution_and_never_draws_a_zero():
+    # zeros first, in the middle and last (where an off-by-one in the search would land); a row that does not sum
+    # to 1 is read as proportional
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    rows = torch.stack([probs, probs * 3]).repeat(20000, 1)
+    torch.manual_seed(0)
+    drawn = draw(rows)
+    assert drawn.shape == (40000,) and drawn.dtype == torch.long
+    for half in (drawn[0::2], drawn[1::2]):
+        freq = torch.bincount(half, minlength=6).double() / half.numel()
+        assert freq[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
+        torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)  # 4 standard errors at 20,000
+    one_hot = torch.zeros(3, 7)
+    one_hot[0, 0], one_hot[1, 6], one_hot[2, 3] = 1.0, 1.0, 1e-30  # a lone survivor at either end, or tiny
+    assert draw(one_hot.repeat(100, 1)).view(100, 3).unique(dim=0).tolist() == [[0, 6, 3]]
+
+
+def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, tokenizer):
+    model = load(tiny_models, tokenizer, "gpt2")
+    with torch.no_grad():
+        model.get_output_embeddings().weight[5, 0] = float("nan")
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    with pytest.raises(NonFiniteError, match="not finite at decoding step 1;.*fp32 or bf16"):
+        sample(model, ids, mask, tokenizer, 4)
 
 
 @pytest.mark.parametrize("top_k,top_p,temperature", [(0, 1.0, 1.0), (5, 1.0, 1.0), (0, 0.7, 1.0), (7, 0.5, 0.8),

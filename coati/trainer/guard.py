@@ -5,11 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
-from coati.errors import UserError
-
-
-class NonFiniteError(UserError):
-    """A loss or gradient norm became inf or NaN; the message names the step."""
+from coati.errors import NonFiniteError
 
 
 def finite_or_skip(value: float, what: str, step: int, skip: bool, hint: str = "") -> bool:
