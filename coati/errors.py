@@ -11,7 +11,7 @@ class UserError(Exception):
 
 
 class NonFiniteError(UserError):
-    """A loss, gradient norm or the policy's probabilities became inf or NaN; the message names the step."""
+    """A loss, a gradient norm or a model's next-token logits became inf or NaN; the message names the step."""
 
 
 class TrainingInterrupted(Exception):

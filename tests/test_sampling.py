@@ -136,7 +136,7 @@ def test_draw_follows_the_distribution_and_never_draws_a_zero():
     for half in (drawn[0::2], drawn[1::2]):
         freq = torch.bincount(half, minlength=6).double() / half.numel()
         assert freq[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
-        torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)  # 4 standard errors at 20,000
+        torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)  # >= 2.9 standard errors at 20,000
     one_hot = torch.zeros(3, 7)
     one_hot[0, 0], one_hot[1, 6], one_hot[2, 3] = 1.0, 1.0, 1e-30  # a lone survivor at either end, or tiny
     assert draw(one_hot.repeat(100, 1)).view(100, 3).unique(dim=0).tolist() == [[0, 6, 3]]

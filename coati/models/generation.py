@@ -86,8 +86,8 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     One uniform number per row against the cumulative distribution: the first token whose running sum reaches it.
     `torch.multinomial` spends one exponential draw per vocabulary entry instead, which for 8 rows on one CPU
     thread took about 1 ms at 3,000 tokens and 10 ms at 30,000 (Polyglot-Ko's vocabulary), against 0.07 and
-    0.4 ms here (benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is never drawn: its running sum equals its
-    predecessor's, so it is never the first to reach the threshold, and the threshold is above 0.
+    0.4 ms here (benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is never drawn:
+    its running sum equals its predecessor's, so it is never the first to reach a threshold above 0.
     """
     cdf = probs.cumsum(-1)
     total = cdf[:, -1:]
