@@ -2,6 +2,7 @@
 
     python benchmarks/efficiency.py                                   # CPU, fp32, the 6 x 256 GPT-2 of run.py
     python benchmarks/efficiency.py --device cuda --dtype bf16 --layers 12 --width 768 --batch_size 16
+    python benchmarks/efficiency.py --breakdown                       # also: where the step's op time goes
 
 Model FLOPs of one training step over a batch of B rows padded to T tokens (the PaLM appendix convention):
 
@@ -47,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--matmul_n", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's choice)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also run the timed steps again under torch.profiler: time per op category, and the FLOP/s "
+                        "of the weight matmuls' own kernels")
     p.add_argument("--out", default=None, help="also write the figures as JSON here")
     return p.parse_args(argv)
 
@@ -90,12 +94,57 @@ def matmul_params(model) -> int:
     return n
 
 
+# torch.profiler op names by category; the first category whose word is in the name takes the op.
+OP_CATEGORIES = (
+    ("weight matmuls", ("aten::mm", "aten::addmm")),
+    ("attention", ("scaled_dot_product", "flash_attention", "efficient_attention", "aten::bmm", "aten::baddbmm")),
+    ("activation", ("gelu", "silu", "relu")),
+    ("norm layers", ("layer_norm", "rms_norm")),
+    ("optimizer", ("adam", "_foreach", "vector_norm")),  # vector_norm: the gradient-norm clip
+)
+
+
+def op_breakdown(run_steps, device, weight_flops: float) -> dict:
+    """Run `run_steps()` under torch.profiler; return the self time of each op category (seconds) and the FLOP/s
+    of the weight matmuls' kernels alone: `weight_flops` (their FLOPs in those steps) over their self time.
+
+    aten::mm / aten::addmm are the linear layers and the LM head in forward and backward; the attention scores
+    run inside the fused attention kernel (or bmm where a family has no sdpa) and are counted as attention.
+    On CUDA the kernels' device time is read, on the CPU the ops' own time.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run_steps()
+        sync(device)
+    times = {name: 0.0 for name, _ in OP_CATEGORIES} | {"other": 0.0}
+    others = {}
+    for event in prof.key_averages():
+        if event.device_type != DeviceType.CPU:
+            continue  # a CUDA kernel's own row: its time is already in the self device time of the op that launched it
+        us = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        category = next((name for name, words in OP_CATEGORIES if any(w in event.key for w in words)), "other")
+        times[category] += us / 1e6
+        if category == "other" and us > 0:
+            others[event.key] = us / 1e6
+    total = sum(times.values())
+    return {
+        "seconds": times, "share": {k: v / total for k, v in times.items()},
+        "top_other_ops": dict(sorted(others.items(), key=lambda kv: -kv[1])[:6]),
+        "weight_matmul_flops_per_s": weight_flops / times["weight matmuls"] if times["weight matmuls"] else None,
+    }
+
+
 def build(args):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from coati.dataset.io import load_rows
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+    from coati.models.loading import swap_activation
+    from coati.models.registry import FAMILIES
     from coati.strategies.base import Strategy
     from coati.trainer.optim import build_optimizer, cosine_schedule
     from coati.trainer.sft import SFTTrainer
@@ -117,6 +166,7 @@ def build(args):
     device = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
     model = AutoModelForCausalLM.from_config(config).to(device=device, dtype=dtype)
+    swap_activation(model, FAMILIES[args.model])  # as coati's loader does: GPT-2's GELU as one fused kernel
     rows = load_rows(os.path.join(ROOT, "data", "kochatgpt_sft_ko.jsonl"))
     data = SFTDataset(rows, tok, args.max_len, "ko", Keys("prompt", "input", "completion"))
     strategy = Strategy(seed=42)
@@ -146,13 +196,15 @@ def main(argv=None) -> dict:
     model.train()
     for mb in batches[:args.warmup]:
         trainer.train_step([mb])
-    flops = real = padded = 0
+    flops = weight_flops = real = padded = 0
+    timed = batches[args.warmup:args.warmup + args.steps]
     sync(device)
     t = time.perf_counter()
-    for mb in batches[args.warmup:args.warmup + args.steps]:
+    for mb in timed:
         trainer.train_step([mb])
         b, seq = mb["input_ids"].shape
         flops += (6 * n_mm + 12 * layers * width * seq) * b * seq
+        weight_flops += 6 * n_mm * b * seq
         padded += b * seq
         real += int(mb["attention_mask"].sum())
     sync(device)
@@ -168,6 +220,8 @@ def main(argv=None) -> dict:
         "real_token_share": real / padded, "model_flops_per_s": achieved, "matmul_flops_per_s": peak,
         "utilisation": achieved / peak, "matmul_n": n,
     }
+    if args.breakdown:
+        report["breakdown"] = op_breakdown(lambda: [trainer.train_step([mb]) for mb in timed], device, weight_flops)
     print(f"{report['model']} ({n_mm / 1e6:.2f}M matmul params), {args.dtype} on {device}"
           + (f" with {report['threads']} thread(s)" if report["threads"] else "") + ":\n"
           f"  SFT step: {report['seconds_per_step'] * 1000:.0f} ms, {report['tokens_per_s']:.0f} tokens/s "
@@ -175,6 +229,13 @@ def main(argv=None) -> dict:
           f"  model FLOP/s achieved: {achieved / 1e9:.2f} GFLOP/s\n"
           f"  matmul FLOP/s measured ({n} x {n}): {peak / 1e9:.2f} GFLOP/s\n"
           f"  utilisation: {100 * report['utilisation']:.1f}%")
+    if args.breakdown:
+        bd = report["breakdown"]
+        print("  op time under torch.profiler: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in bd["share"].items()))
+        print(f"  weight matmul kernels alone: {bd['weight_matmul_flops_per_s'] / 1e9:.2f} GFLOP/s "
+              f"({100 * bd['weight_matmul_flops_per_s'] / peak:.0f}% of the measured matmul FLOP/s)")
+        print("  largest 'other' ops: " + ", ".join(f"{k} {1000 * v / args.steps:.1f} ms/step"
+                                                   for k, v in bd["top_other_ops"].items()))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

@@ -92,7 +92,7 @@ def _model_kwargs(family: Family, dtype: str, trust_remote_code: bool) -> dict:
     return kwargs
 
 
-def _swap_activation(model, family: Family) -> None:
+def swap_activation(model, family: Family) -> None:
     """Replace the family's slow activation modules by the faster equal ones (see Family.fast_activation)."""
     if not family.fast_activation:
         return
@@ -107,7 +107,7 @@ def _swap_activation(model, family: Family) -> None:
 
 def _finish(model, tokenizer, grad_checkpoint: bool, family: Family | None = None):
     if family is not None:
-        _swap_activation(model, family)
+        swap_activation(model, family)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id

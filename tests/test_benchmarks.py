@@ -1,0 +1,47 @@
+"""benchmarks/efficiency.py measures coati's own SFT step and accounts for all of its op time.
+
+Figures only, no timing asserted: what is checked is which model is timed and that the breakdown adds up."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--layers", "1", "--width", "64", "--batch_size", "2", "--steps", "2", "--warmup", "1", "--matmul_n", "128",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def efficiency():
+    spec = importlib.util.spec_from_file_location("efficiency", os.path.join(ROOT, "benchmarks", "efficiency.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_efficiency_times_the_model_coati_loads(efficiency):
+    """GPT-2 with the fused GELU that coati's loader swaps in, not transformers' five-op gelu_new."""
+    from transformers.activations import ACT2FN
+
+    model = efficiency.build(efficiency.parse_args(["--model", "gpt2", *TINY]))[0]
+    kinds = {type(m) for m in model.modules()}
+    assert type(ACT2FN["gelu_pytorch_tanh"]) in kinds and type(ACT2FN["gelu_new"]) not in kinds
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptneox"])
+def test_breakdown_accounts_for_the_whole_step(efficiency, family, tmp_path):
+    report = efficiency.main(["--model", family, *TINY, "--breakdown", "--out", str(tmp_path / "e.json")])
+    bd = report["breakdown"]
+    assert sum(bd["share"].values()) == pytest.approx(1.0)
+    assert sum(bd["seconds"].values()) > 0
+    # Every category the step must contain was found by name: the linear layers, sdpa, GELU, norms, AdamW.
+    for category in ("weight matmuls", "attention", "activation", "norm layers", "optimizer"):
+        assert bd["seconds"][category] > 0, category
+    # The matmul rate is their FLOPs (6 x matmul params x tokens over both steps) over their own time.
+    tokens = report["tokens_per_s"] * report["seconds_per_step"] * report["steps"]
+    expected = 6 * report["matmul_params"] * tokens / bd["seconds"]["weight matmuls"]
+    assert bd["weight_matmul_flops_per_s"] == pytest.approx(expected, rel=1e-6)
+    assert os.path.getsize(tmp_path / "e.json") > 0
