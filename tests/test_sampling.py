@@ -8,6 +8,7 @@ import torch
 from conftest import FAMILIES
 
 from coati.errors import NonFiniteError
+from coati.models import generation
 from coati.models.generation import _decode_plan, causal_lm_logits, draw, sample, warp_logits
 
 PROMPTS = ["안녕하세요 오늘은", "주말에 어디", "공부는 어떻게 해요? 정말 궁금해요 알려주세요"]
@@ -142,13 +143,24 @@ def test_draw_follows_the_distribution_and_never_draws_a_zero():
     assert draw(one_hot.repeat(100, 1)).view(100, 3).unique(dim=0).tolist() == [[0, 6, 3]]
 
 
-def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, tokenizer):
+@pytest.mark.parametrize("path", ["coati loop", "generate"])
+def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, tokenizer, monkeypatch, path):
+    """Both decoding paths: coati's loop and `generate`, which transformers 4 (the ColossalAI pin) uses."""
+    if path == "generate":
+        monkeypatch.setattr(generation, "_decode_plan", lambda model: None)
     model = load(tiny_models, tokenizer, "gpt2")
-    with torch.no_grad():
-        model.get_output_embeddings().weight[5, 0] = float("nan")
     ids, mask = left_padded(tokenizer, PROMPTS)
-    with pytest.raises(NonFiniteError, match="not finite at decoding step 1;.*fp32 or bf16"):
-        sample(model, ids, mask, tokenizer, 4)
+    calls = []
+
+    def nan_from_the_third_forward(module, args, output):  # the prefill gives step 1's logits, each forward one more
+        calls.append(1)
+        if len(calls) >= 3:
+            return output.index_fill(-1, torch.tensor([5]), float("nan"))
+
+    model.get_output_embeddings().register_forward_hook(nan_from_the_third_forward)
+    with pytest.raises(NonFiniteError, match="not finite at decoding step 3;.*fp32 or bf16"):
+        sample(model, ids, mask, tokenizer, 6)
+    assert len(calls) == 3  # stopped there: no fourth forward
 
 
 @pytest.mark.parametrize("top_k,top_p,temperature", [(0, 1.0, 1.0), (5, 1.0, 1.0), (0, 0.7, 1.0), (7, 0.5, 0.8),

@@ -95,6 +95,29 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, threshold).squeeze(-1)
 
 
+def check_finite(logits: torch.Tensor, step: int) -> None:
+    """Raise NonFiniteError if next-token logits hold NaN or +inf (-inf is a legitimate "never").
+
+    Diverged weights or an fp16 overflow: drawing from NaN would feed arbitrary ids to the next step.
+    """
+    if not bool((logits < float("inf")).all()):
+        raise NonFiniteError(f"the model's next-token logits are not finite at decoding step {step}; its weights "
+                             "have diverged or overflowed: use fp32 or bf16, lower the learning rate, or resume "
+                             "from an earlier checkpoint")
+
+
+class _FiniteLogits:
+    """A `generate` logits processor that applies check_finite at every step. Custom processors run before
+    the sampling warpers, so it sees the model's logits with only the pad / EOS bans applied."""
+
+    def __init__(self, prompt_len: int):
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        check_finite(scores, input_ids.shape[1] - self.prompt_len + 1)
+        return scores
+
+
 def _decode_plan(model: torch.nn.Module) -> dict | None:
     """How coati's own decoding loop drives this model ({"model", "cache_arg", "cache_position"}), or None where
     it cannot (transformers 4, the ColossalAI pin, keeps `generate`).
@@ -147,11 +170,7 @@ def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     tokens, log_probs = [], []
     for t in range(max_new_tokens):
         logits = out.logits[:, -1].float()
-        if not bool((logits < float("inf")).all()):  # NaN or +inf; -inf is a legitimate "never"
-            # diverged weights or an fp16 overflow: drawing from NaN would feed arbitrary ids to the next step
-            raise NonFiniteError(f"the model's next-token logits are not finite at decoding step {t + 1}; its "
-                                 "weights have diverged or overflowed: use fp32 or bf16, lower the learning rate, "
-                                 "or resume from an earlier checkpoint")
+        check_finite(logits, t + 1)
         scores = logits.clone()
         if pad != eos:
             scores[:, pad] = float("-inf")  # a sampled pad would read as padding and punch a hole in the response
@@ -201,8 +220,11 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         return (seqs, log_probs) if return_log_probs else seqs
 
     # transformers 4 (the ColossalAI stack): generate, told the same rules
+    from transformers import LogitsProcessorList
+
     kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
-                  eos_token_id=eos, pad_token_id=pad, use_cache=True, synced_gpus=synced_gpus)
+                  eos_token_id=eos, pad_token_id=pad, use_cache=True, synced_gpus=synced_gpus,
+                  logits_processor=LogitsProcessorList([_FiniteLogits(input_ids.shape[1])]))
     if return_log_probs:
         kwargs.update(output_logits=True, return_dict_in_generate=True)
     if pad != eos:
