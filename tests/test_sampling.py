@@ -145,7 +145,8 @@ def test_draw_follows_the_distribution_and_never_draws_a_zero():
 
 @pytest.mark.parametrize("path", ["coati loop", "generate"])
 def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, tokenizer, monkeypatch, path):
-    """Both decoding paths: coati's loop and `generate`, which transformers 4 (the ColossalAI pin) uses."""
+    """Both decoding paths: coati's loop and `generate`, which transformers 4 (the ColossalAI pin) uses (there,
+    both cases run generate)."""
     if path == "generate":
         monkeypatch.setattr(generation, "_decode_plan", lambda model: None)
     model = load(tiny_models, tokenizer, "gpt2")
@@ -159,7 +160,7 @@ def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, token
 
     model.get_output_embeddings().register_forward_hook(nan_from_the_third_forward)
     with pytest.raises(NonFiniteError, match="not finite at decoding step 3;.*fp32 or bf16"):
-        sample(model, ids, mask, tokenizer, 6)
+        sample(model, ids, mask, tokenizer, 6, min_new_tokens=6)  # no early EOS: a third forward always comes
     assert len(calls) == 3  # stopped there: no fourth forward
 
 
