@@ -196,7 +196,7 @@ def main(argv=None) -> dict:
     model.train()
     for mb in batches[:args.warmup]:
         trainer.train_step([mb])
-    flops = weight_flops = real = padded = 0
+    flops = real = padded = 0
     timed = batches[args.warmup:args.warmup + args.steps]
     sync(device)
     t = time.perf_counter()
@@ -204,7 +204,6 @@ def main(argv=None) -> dict:
         trainer.train_step([mb])
         b, seq = mb["input_ids"].shape
         flops += (6 * n_mm + 12 * layers * width * seq) * b * seq
-        weight_flops += 6 * n_mm * b * seq
         padded += b * seq
         real += int(mb["attention_mask"].sum())
     sync(device)
@@ -221,7 +220,8 @@ def main(argv=None) -> dict:
         "utilisation": achieved / peak, "matmul_n": n,
     }
     if args.breakdown:
-        report["breakdown"] = op_breakdown(lambda: [trainer.train_step([mb]) for mb in timed], device, weight_flops)
+        report["breakdown"] = op_breakdown(lambda: [trainer.train_step([mb]) for mb in timed], device,
+                                         6 * n_mm * padded)  # the weight matmuls' FLOPs in those steps
     print(f"{report['model']} ({n_mm / 1e6:.2f}M matmul params), {args.dtype} on {device}"
           + (f" with {report['threads']} thread(s)" if report["threads"] else "") + ":\n"
           f"  SFT step: {report['seconds_per_step'] * 1000:.0f} ms, {report['tokens_per_s']:.0f} tokens/s "

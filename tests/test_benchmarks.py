@@ -4,22 +4,23 @@ Figures only, no timing asserted: what is checked is which model is timed and th
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import flag_tables  # noqa: E402
+
 TINY = ["--layers", "1", "--width", "64", "--batch_size", "2", "--steps", "2", "--warmup", "1", "--matmul_n", "128",
         "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def efficiency():
-    spec = importlib.util.spec_from_file_location("efficiency", os.path.join(ROOT, "benchmarks", "efficiency.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return flag_tables.load_module(os.path.join(ROOT, "benchmarks", "efficiency.py"))
 
 
 def test_efficiency_times_the_model_coati_loads(efficiency):
