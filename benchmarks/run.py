@@ -30,6 +30,7 @@ ROOT = os.path.dirname(HERE)
 VENV_PYTHON = "/root/.cache/coati-bench/venv/bin/python"
 TARGETS = {"sft": 1.0, "rm": 1.0, "ppo": 1.5}  # ours/TRL throughput the issue asks for
 STAGE_NAMES = {"sft": "SFT", "rm": "RM", "ppo": "PPO episode"}
+PHASES = ("generation", "scoring", "training", "other")  # workloads.PPOPhases
 WORK_FLAGS = ("batch_size", "max_len", "episodes", "rollout_batch", "collect_steps", "ppo_epochs", "response_len",
               "threads")
 
@@ -176,6 +177,11 @@ def summarise(results: list[dict], a) -> list[dict]:
             if stage == "ppo":
                 row["ours_episode_s"] = median([x["seconds"] / x["steps"] for x in ours])
                 row["trl_episode_s"] = median([x["seconds"] / x["steps"] for x in trl])
+                # Per-episode seconds of each phase (workloads.PPOPhases), median over the repeats, per side.
+                row["phases"] = {side: {k: median([x["phases"][k] / x["steps"] for x in runs])
+                                        for k in PHASES}
+                                 for side, runs in (("ours", ours), ("trl", trl))
+                                 if all("phases" in x for x in runs)}
                 off = by.get("ours+offload", [])
                 if off:
                     row["offload_rss"] = median([x["peak_rss_mb"] for x in off])
@@ -210,6 +216,28 @@ def markdown(rows: list[dict], a, info: dict) -> str:
                 + "; ".join(f"{r['model']}: ours {r['ours_episode_s']:.2f} s, TRL {r['trl_episode_s']:.2f} s "
                             f"({r['ours_episode_s'] / r['trl_episode_s']:.2f} of TRL's; target <= 0.67)"
                             for r in ppo)]
+        split = [r for r in ppo if len(r.get("phases", {})) == 2]
+        if split:
+            out += ["", "PPO episode, where the time goes (median seconds per episode; generation: decoding; "
+                        "scoring: the rest of the rollout; training: first forward with gradients to last "
+                        "optimizer step; other: the rest of the loop):", "",
+                    "| model | phase | ours s | TRL s | ours/TRL |", "|---|---|---:|---:|---:|"]
+            for r in split:
+                ours, trl = r["phases"]["ours"], r["phases"]["trl"]
+                for k in PHASES:
+                    out.append(f"| {r['model']} | {k} | {ours[k]:.2f} | {trl[k]:.2f} | "
+                               f"{ours[k] / trl[k] if trl[k] > 0.005 else float('nan'):.2f} |")
+            # The target as a time budget: what coati's rollout may take once its training (matmul-bound, the same
+            # arithmetic as TRL's) is paid for.
+            budget = []
+            for r in split:
+                ours, allowed = r["phases"]["ours"], sum(r["phases"]["trl"].values()) / r["target"]
+                left = allowed - ours["training"] - ours["other"]
+                budget.append(f"{r['model']}: {allowed:.2f} s, of which training and other take "
+                              f"{ours['training'] + ours['other']:.2f} s, leaving {left:.2f} s for generation and "
+                              f"scoring (now {ours['generation'] + ours['scoring']:.2f} s)")
+            out += ["", f"For {split[0]['target']:.1f}x, coati's episode must fit in TRL's / {split[0]['target']:.1f}: "
+                    + "; ".join(budget) + "."]
         off = [r for r in ppo if "offload_rss" in r]
         if off:
             out += ["", "| PPO memory option (coati) | peak RSS MB | s per episode |", "|---|---:|---:|"]

@@ -7,8 +7,8 @@ run alone:
     python benchmarks/workloads.py run --work DIR --side ours --stage sft --model gpt2
     python benchmarks/workloads.py run --work DIR --side trl  --stage ppo --model gptneox
 
-`run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps and the
-process's peak RSS. What "the training loop" is, per side:
+`run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps, the
+process's peak RSS and, for PPO, the loop's time by phase (`PPOPhases`). What "the training loop" is, per side:
 
   ours  wall time of the trainer's fit() (SFTTrainer / RewardModelTrainer / PPOTrainer), wrapped here; model
         loading, tokenisation, and the final save happen outside it and are not counted.
@@ -142,6 +142,56 @@ def time_method(cls, name: str, clock: Clock, before=None):
     setattr(cls, name, wrapped)
 
 
+class PPOPhases:
+    """Where a PPO loop's time goes, split the same way on both sides (wall seconds, summed over episodes):
+
+    generation  decoding the responses: coati's `sample`, TRL's `batch_generation`
+    scoring     the rest of the rollout: from the end of decoding to the first training forward (reference,
+                critic and reward forwards, KL rewards, advantages)
+    training    from the first forward with gradients to the last optimizer step of the episode
+    other       the rest of the loop's span (prompt loading, logging and metrics, TRL's gc.collect)
+    An episode starts at its first decoding call; the next decoding call (or the end) closes it.
+    """
+
+    def __init__(self):
+        self.generation = self.rollout = self.training = 0.0
+        self._start = self._train_start = self._last_step = None
+
+    def generating(self, start: float, end: float) -> None:
+        if self._train_start is not None:
+            self.close()
+        if self._start is None:
+            self._start = start
+        self.generation += end - start
+
+    def training_begins(self) -> None:
+        if self._start is not None and self._train_start is None:
+            self._train_start = time.perf_counter()
+            self.rollout += self._train_start - self._start
+
+    def stepped(self) -> None:
+        self._last_step = time.perf_counter()
+
+    def close(self) -> None:
+        if self._train_start is not None and self._last_step is not None:
+            self.training += self._last_step - self._train_start
+        self._start = self._train_start = self._last_step = None
+
+    def result(self, total: float) -> dict:
+        self.close()
+        return {"generation": self.generation, "scoring": self.rollout - self.generation, "training": self.training,
+                "other": total - self.rollout - self.training}
+
+    def timed_generation(self, fn):
+        def wrapped(*a, **k):
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.generating(start, time.perf_counter())
+        return wrapped
+
+
 def world_size() -> int:
     """Processes in this measurement (torchrun sets WORLD_SIZE; 1 when run plainly)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -211,6 +261,17 @@ def ours_ppo(a) -> dict:
 
     maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
     time_method(PPOTrainer, "fit", clock)
+    phases, original_update = PPOPhases(), PPOTrainer._update
+    maker_mod.sample = phases.timed_generation(maker_mod.sample)
+
+    def update(self, samples):  # the episode's minibatch loop, forwards to last optimizer step
+        phases.training_begins()
+        try:
+            return original_update(self, samples)
+        finally:
+            phases.stepped()
+
+    PPOTrainer._update = update
     model_dir = os.path.join(a.work, f"model-{a.model}")
     argv = common_ours(a) + [
         "--rm_path", model_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
@@ -224,7 +285,8 @@ def ours_ppo(a) -> dict:
     # Every rank rolls out the same number of prompts: the global counts are rank 0's times the ranks (tokens
     # to within the prompts' length differences).
     seen = {k: v * world_size() for k, v in seen.items()}
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=len(out["history"]), **seen)
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before,
+                steps=len(out["history"]), phases=phases.result(clock.seconds), **seen)
 
 
 # -- TRL ------------------------------------------------------------------------------------------------------
@@ -328,9 +390,25 @@ def trl_ppo(a) -> dict:
                          value_model=value, train_dataset=train, eval_dataset=train.select(range(buffer)),
                          callbacks=[span_callback(clock)])
     seen = {"samples": 0, "tokens": 0, "response_tokens": 0}
+    import torch
     from trl.experimental.ppo import ppo_trainer as ppo_mod
 
-    original = ppo_mod.batch_generation
+    phases = PPOPhases()
+    original = phases.timed_generation(ppo_mod.batch_generation)
+    original_forward, original_step = ppo_mod.forward, trainer.optimizer.step
+
+    def forward(*args, **kwargs):  # rollout forwards run under no_grad; the first with gradients starts training
+        if torch.is_grad_enabled():
+            phases.training_begins()
+        return original_forward(*args, **kwargs)
+
+    def step(*args, **kwargs):
+        try:
+            return original_step(*args, **kwargs)
+        finally:
+            phases.stepped()
+
+    ppo_mod.forward, trainer.optimizer.step = forward, step
 
     def counted(model, queries, *args, **kwargs):
         out, logits = original(model, queries, *args, **kwargs)
@@ -343,7 +421,8 @@ def trl_ppo(a) -> dict:
     ppo_mod.batch_generation = counted
     trainer.train()
     seen = {k: v * world_size() for k, v in seen.items()}  # rank 0's rollouts; every rank makes as many
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step, **seen)
+    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before,
+                steps=trainer.state.global_step, phases=phases.result(clock.seconds), **seen)
 
 
 RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): ours_ppo,
