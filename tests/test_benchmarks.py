@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_ppo_phases_split_the_loop_by_event_order(monkeypatch):
     """Two episodes on a scripted clock: decoding calls, the rollout's rest, the updates, and what is left over."""
     workloads = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "workloads.py"))
     now = [0.0]
-    monkeypatch.setattr(workloads.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(workloads, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     phases = workloads.PPOPhases()
 
     def decode(seconds):
