@@ -222,16 +222,15 @@ def markdown(rows: list[dict], a, info: dict) -> str:
                         "scoring: the rest of the rollout; training: first forward with gradients to last "
                         "optimizer step; other: the rest of the loop):", "",
                     "| model | phase | ours s | TRL s | ours/TRL |", "|---|---|---:|---:|---:|"]
+            # The target as a time budget: what coati's rollout may take once its training (matmul-bound, the same
+            # arithmetic as TRL's) is paid for.
+            budget = []
             for r in split:
                 ours, trl = r["phases"]["ours"], r["phases"]["trl"]
                 for k in PHASES:
                     out.append(f"| {r['model']} | {k} | {ours[k]:.2f} | {trl[k]:.2f} | "
                                f"{ours[k] / trl[k] if trl[k] > 0.005 else float('nan'):.2f} |")
-            # The target as a time budget: what coati's rollout may take once its training (matmul-bound, the same
-            # arithmetic as TRL's) is paid for.
-            budget = []
-            for r in split:
-                ours, allowed = r["phases"]["ours"], sum(r["phases"]["trl"].values()) / r["target"]
+                allowed = sum(trl.values()) / r["target"]
                 left = allowed - ours["training"] - ours["other"]
                 budget.append(f"{r['model']}: {allowed:.2f} s, of which training and other take "
                               f"{ours['training'] + ours['other']:.2f} s, leaving {left:.2f} s for generation and "

@@ -142,6 +142,19 @@ def time_method(cls, name: str, clock: Clock, before=None):
     setattr(cls, name, wrapped)
 
 
+def around(fn, before=None, after=None):
+    """`fn` with before() called first and after() called once it has returned or raised."""
+    def wrapped(*args, **kwargs):
+        if before is not None:
+            before()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if after is not None:
+                after()
+    return wrapped
+
+
 class PPOPhases:
     """Where a PPO loop's time goes, split the same way on both sides (wall seconds, summed over episodes):
 
@@ -261,17 +274,10 @@ def ours_ppo(a) -> dict:
 
     maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
     time_method(PPOTrainer, "fit", clock)
-    phases, original_update = PPOPhases(), PPOTrainer._update
+    phases = PPOPhases()
     maker_mod.sample = phases.timed_generation(maker_mod.sample)
-
-    def update(self, samples):  # the episode's minibatch loop, forwards to last optimizer step
-        phases.training_begins()
-        try:
-            return original_update(self, samples)
-        finally:
-            phases.stepped()
-
-    PPOTrainer._update = update
+    # _update is the episode's minibatch loop: its first forward to its last optimizer step
+    PPOTrainer._update = around(PPOTrainer._update, before=phases.training_begins, after=phases.stepped)
     model_dir = os.path.join(a.work, f"model-{a.model}")
     argv = common_ours(a) + [
         "--rm_path", model_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
@@ -395,20 +401,13 @@ def trl_ppo(a) -> dict:
 
     phases = PPOPhases()
     original = phases.timed_generation(ppo_mod.batch_generation)
-    original_forward, original_step = ppo_mod.forward, trainer.optimizer.step
 
-    def forward(*args, **kwargs):  # rollout forwards run under no_grad; the first with gradients starts training
+    def gradient_forward():  # rollout forwards run under no_grad; the first with gradients starts training
         if torch.is_grad_enabled():
             phases.training_begins()
-        return original_forward(*args, **kwargs)
 
-    def step(*args, **kwargs):
-        try:
-            return original_step(*args, **kwargs)
-        finally:
-            phases.stepped()
-
-    ppo_mod.forward, trainer.optimizer.step = forward, step
+    ppo_mod.forward = around(ppo_mod.forward, before=gradient_forward)
+    trainer.optimizer.step = around(trainer.optimizer.step, after=phases.stepped)
 
     def counted(model, queries, *args, **kwargs):
         out, logits = original(model, queries, *args, **kwargs)
