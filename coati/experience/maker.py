@@ -58,7 +58,7 @@ class ExperienceMaker:
         # Column p-1+t of the logits predicts action t; the critic's value there is V(state before action t).
         with self._on_device(self.initial_model) as ref:
             ref_log_probs = log_probs_from_logits(causal_lm_logits(ref, seqs, attn, p - 1)[:, :-1], actions)
-        values = self.critic(input_ids=seqs, attention_mask=attn, per_token=True)[:, p - 1:-1]
+        values = self.critic(input_ids=seqs, attention_mask=attn, per_token=True, first=p - 1)[:, :-1]
         with self._on_device(self.reward_model) as rm:
             score = rm(input_ids=seqs, attention_mask=attn)
 

@@ -52,9 +52,15 @@ def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     """(B, T - first, V) logits of positions first..T-1, with padding-aware positions; called through the
     wrapper so DDP/FSDP hooks run.
 
-    PPO reads only the logits that predict the response (first = prompt length - 1): where the model takes
-    `logits_to_keep`, the LM head then runs on those positions alone, not on the prompt's.
+    PPO reads only the logits that predict the response (first = prompt length - 1): the LM head then runs on
+    those positions alone, and on coati's lean forward (GPT-2, GPT-NeoX) so does the last layer's MLP.
     """
+    from coati.models import lean
+
+    fast = lean.plan(model)  # None for wrapped models: DDP must see its own forward called
+    if fast is not None:
+        hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
+        return model.get_output_embeddings()(hidden)
     kwargs = position_kwargs(model, attention_mask)
     keep = input_ids.shape[1] - first
     if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):
@@ -118,27 +124,57 @@ class _FiniteLogits:
         return scores
 
 
-def _decode_plan(model: torch.nn.Module) -> dict | None:
-    """How coati's own decoding loop drives this model ({"model", "cache_arg", "cache_position"}), or None where
-    it cannot (transformers 4, the ColossalAI pin, keeps `generate`).
+def _decode_plan(model: torch.nn.Module):
+    """A function that runs coati's decoding loop's forwards for this model, or None where the loop cannot drive
+    it (transformers 4, the ColossalAI pin, keeps `generate`).
 
-    transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write position
-    (no `cache_position` argument); both spellings are followed.
+    The function is `start(input_ids, mask, position_ids, total) -> step`, and `step(ids, at, position_ids)`
+    returns the next-token logits (B, V) after feeding ids (B, T) into cache slots at..at+T-1. GPT-2 and GPT-NeoX
+    run on coati's lean forward (coati/models/lean.py); other families on transformers' model with a static
+    cache (transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write
+    position, with no `cache_position` argument; both spellings are followed).
     """
     import transformers
+
+    from coati.models import lean
 
     if int(transformers.__version__.split(".")[0]) < 5:
         return None
     inner = _innermost(model)  # peft injects LoRA layers into this module, FSDP2 hooks it in place
+    fast = lean.plan(inner)
+    if fast is not None:
+        head = inner.get_output_embeddings()
+
+        def start_lean(input_ids, mask, pos, total):
+            cache = lean.KVCache()
+
+            def step(ids, at, position_ids):
+                hidden = lean.forward(fast, ids, position_ids, mask, first=ids.shape[1] - 1, cache=cache, start=at,
+                                      cache_len=total)
+                return head(hidden)[:, -1]
+            return step
+        return start_lean
+
     params = _forward_params(type(inner))
     name = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
     if name is None or "logits_to_keep" not in params:
         return None
-    return {"model": inner, "cache_arg": name, "cache_position": "cache_position" in params}
+    from transformers import StaticCache
+
+    def start_hf(input_ids, mask, pos, total):
+        cache = StaticCache(config=inner.config, max_cache_len=total)
+
+        def step(ids, at, position_ids):
+            kwargs = {name: cache, **({"position_ids": position_ids} if pos else {})}
+            if "cache_position" in params:
+                kwargs["cache_position"] = torch.arange(at, at + ids.shape[1], device=ids.device)
+            return inner(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
+        return step
+    return start_hf
 
 
 @torch.no_grad()
-def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def _decode(start, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             eos: int, pad: int, max_new_tokens: int, min_new_tokens: int, do_sample: bool, top_k: int,
             top_p: float, temperature: float, synced_gpus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Prefill, then one forward per token into a preallocated KV cache. Returns (B, P + A) ids and the (B, A)
@@ -147,29 +183,22 @@ def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
     and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
     concatenation, model-input preparation) is a visible share of it: this loop, which does only what PPO
-    needs, decoded 8 x 32 tokens 1.1-1.2x faster (benchmarks/README.md).
+    needs, decoded 8 x 32 tokens 1.1-1.2x faster on transformers' forward, and faster again on the lean one
+    (benchmarks/README.md).
     """
-    from transformers import StaticCache
-
-    model, b, p = plan["model"], *input_ids.shape
-    cache = StaticCache(config=model.config, max_cache_len=p + max_new_tokens)
-
-    def cache_at(start: int, n: int) -> dict:  # the cache argument, and the slots written where the model asks
-        at = {plan["cache_arg"]: cache}
-        if plan["cache_position"]:
-            at["cache_position"] = torch.arange(start, start + n, device=input_ids.device)
-        return at
-
+    b, p = input_ids.shape
     # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and
     # rows that stopped are cut by the action mask later); slots not yet written are hidden by causality.
     mask = torch.cat([attention_mask, attention_mask.new_ones(b, max_new_tokens)], dim=1)
     pos = position_kwargs(model, attention_mask)
-    next_pos = pos["position_ids"][:, -1:] + 1 if pos else None  # left padding: the last prompt token is real
-    out = model(input_ids=input_ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **cache_at(0, p), **pos)
+    positions = pos["position_ids"] if pos else position_ids_from_mask(attention_mask)
+    next_pos = positions[:, -1:] + 1  # left padding: the last prompt token is real
+    step = start(input_ids, mask, pos, p + max_new_tokens)
+    logits = step(input_ids, 0, positions)
     alive = torch.ones(b, dtype=torch.bool, device=input_ids.device)
     tokens, log_probs = [], []
     for t in range(max_new_tokens):
-        logits = out.logits[:, -1].float()
+        logits = logits.float()
         check_finite(logits, t + 1)
         scores = logits.clone()
         if pad != eos:
@@ -191,8 +220,7 @@ def _decode(plan: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             torch.distributed.all_reduce(going, op=torch.distributed.ReduceOp.MAX)
         if t == max_new_tokens - 1 or not bool(going):
             break
-        step = {"position_ids": next_pos + t} if pos else {}
-        out = model(input_ids=nxt[:, None], attention_mask=mask, use_cache=True, **cache_at(p + t, 1), **step)
+        logits = step(nxt[:, None], p + t, next_pos + t)
     return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1), torch.stack(log_probs, dim=1)
 
 
@@ -215,7 +243,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     plan = _decode_plan(model)
     if plan is not None:
-        seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
+        seqs, log_probs = _decode(plan, model, input_ids, attention_mask, eos, pad, max_new_tokens,
                                   min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
         return (seqs, log_probs) if return_log_probs else seqs
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from coati.errors import UserError
-from coati.models.generation import position_kwargs
+from coati.models.generation import position_ids_from_mask, position_kwargs
 from coati.ops import last_true_index
 
 
@@ -22,7 +22,8 @@ class ValueModel(nn.Module):
     """Wraps a (possibly LoRA-wrapped) HF sequence classifier.
 
     forward(input_ids, attention_mask) -> (B,) score at the last real token (reward model);
-    forward(..., per_token=True)        -> (B, T) a value for every position (critic).
+    forward(..., per_token=True)        -> (B, T) a value for every position (critic); with first=f, positions
+                                           f..T-1 only, (B, T - f).
     Going through forward keeps DDP's gradient hooks in play.
     """
 
@@ -34,13 +35,27 @@ class ValueModel(nn.Module):
         hf = self.hf.get_base_model() if hasattr(self.hf, "get_base_model") else self.hf
         return getattr(hf, hf.base_model_prefix), hf.score
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False,
+                first: int = 0) -> torch.Tensor:
+        """(B,) scores, or with per_token (B, T - first) values of positions first..T-1."""
+        from coati.models import lean
+
         backbone, head = self._parts()
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                          **position_kwargs(backbone, attention_mask)).last_hidden_state
-        values = head(hidden)[..., 0].float()  # (B, T)
-        if not per_token:
-            values = values.gather(1, last_true_index(attention_mask).unsqueeze(1))[:, 0]  # (B,)
+        fast = lean.plan(self.hf)  # None for a peft-wrapped model, whose forward must run as written
+        last = None if per_token else last_true_index(attention_mask)
+        if fast is not None:
+            # Only the positions read below need the last layer's MLP: the response's, or each row's last token.
+            cut = first if per_token else int(last.min())
+            hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, cut)
+        else:
+            cut = 0
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                              **position_kwargs(backbone, attention_mask)).last_hidden_state
+        values = head(hidden)[..., 0].float()  # (B, T - cut)
+        if per_token:
+            values = values[:, first - cut:]
+        else:
+            values = values.gather(1, (last - cut).unsqueeze(1))[:, 0]  # (B,)
         # A fresh tensor, not a view: FSDP2 hooks backward onto the output, and an in-place op on a view would
         # bypass that hook.
         return values.clone()

@@ -138,7 +138,8 @@ class PPOTrainer:
         self.strategy.backward(actor_loss, self.actor, self.actor_optim)
         self._step(actor_loss, self.actor_optim, self.actor, "actor")
 
-        values = self.critic(input_ids=exp.sequences, attention_mask=exp.attention_mask, per_token=True)[:, p - 1:-1]
+        values = self.critic(input_ids=exp.sequences, attention_mask=exp.attention_mask, per_token=True,
+                             first=p - 1)[:, :-1]
         v_loss = value_loss(values, exp.values, exp.returns, mask, self.value_clip)
         self.strategy.backward(self.vf_coef * v_loss, self.critic, self.critic_optim)
         self._step(v_loss, self.critic_optim, self.critic, "critic")
