@@ -38,13 +38,15 @@ def _forward_params(cls: type) -> frozenset:
     return frozenset(inspect.signature(cls.forward).parameters)
 
 
-def position_kwargs(model: torch.nn.Module, attention_mask: torch.Tensor) -> dict:
-    """{"position_ids": ...} when the model takes them, else {}."""
+def _takes_position_ids(model: torch.nn.Module) -> bool:
     inner = _innermost(model)
     base = getattr(inner, inner.base_model_prefix, inner) if hasattr(inner, "base_model_prefix") else inner
-    if "position_ids" in _forward_params(type(base)):
-        return {"position_ids": position_ids_from_mask(attention_mask)}
-    return {}
+    return "position_ids" in _forward_params(type(base))
+
+
+def position_kwargs(model: torch.nn.Module, attention_mask: torch.Tensor) -> dict:
+    """{"position_ids": ...} when the model takes them, else {}."""
+    return {"position_ids": position_ids_from_mask(attention_mask)} if _takes_position_ids(model) else {}
 
 
 def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -128,8 +130,9 @@ def _decode_plan(model: torch.nn.Module):
     """A function that runs coati's decoding loop's forwards for this model, or None where the loop cannot drive
     it (transformers 4, the ColossalAI pin, keeps `generate`).
 
-    The function is `start(input_ids, mask, position_ids, total) -> step`, and `step(ids, at, position_ids)`
-    returns the next-token logits (B, V) after feeding ids (B, T) into cache slots at..at+T-1. GPT-2 and GPT-NeoX
+    The function is `start(mask, total) -> step`: mask (B, total) marks the real key slots of a cache `total`
+    long, and `step(ids, at, position_ids)` returns the next-token logits (B, V) after feeding ids (B, T) into
+    slots at..at+T-1. GPT-2 and GPT-NeoX
     run on coati's lean forward (coati/models/lean.py); other families on transformers' model with a static
     cache (transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write
     position, with no `cache_position` argument; both spellings are followed).
@@ -145,7 +148,7 @@ def _decode_plan(model: torch.nn.Module):
     if fast is not None:
         head = inner.get_output_embeddings()
 
-        def start_lean(input_ids, mask, pos, total):
+        def start_lean(mask, total):
             cache = lean.KVCache()
 
             def step(ids, at, position_ids):
@@ -161,11 +164,13 @@ def _decode_plan(model: torch.nn.Module):
         return None
     from transformers import StaticCache
 
-    def start_hf(input_ids, mask, pos, total):
+    takes_positions = _takes_position_ids(inner)  # BLOOM (ALiBi) takes none
+
+    def start_hf(mask, total):
         cache = StaticCache(config=inner.config, max_cache_len=total)
 
         def step(ids, at, position_ids):
-            kwargs = {name: cache, **({"position_ids": position_ids} if pos else {})}
+            kwargs = {name: cache, **({"position_ids": position_ids} if takes_positions else {})}
             if "cache_position" in params:
                 kwargs["cache_position"] = torch.arange(at, at + ids.shape[1], device=ids.device)
             return inner(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
@@ -174,7 +179,7 @@ def _decode_plan(model: torch.nn.Module):
 
 
 @torch.no_grad()
-def _decode(start, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             eos: int, pad: int, max_new_tokens: int, min_new_tokens: int, do_sample: bool, top_k: int,
             top_p: float, temperature: float, synced_gpus: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Prefill, then one forward per token into a preallocated KV cache. Returns (B, P + A) ids and the (B, A)
@@ -190,10 +195,9 @@ def _decode(start, model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and
     # rows that stopped are cut by the action mask later); slots not yet written are hidden by causality.
     mask = torch.cat([attention_mask, attention_mask.new_ones(b, max_new_tokens)], dim=1)
-    pos = position_kwargs(model, attention_mask)
-    positions = pos["position_ids"] if pos else position_ids_from_mask(attention_mask)
+    positions = position_ids_from_mask(attention_mask)
     next_pos = positions[:, -1:] + 1  # left padding: the last prompt token is real
-    step = start(input_ids, mask, pos, p + max_new_tokens)
+    step = start(mask, p + max_new_tokens)
     logits = step(input_ids, 0, positions)
     alive = torch.ones(b, dtype=torch.bool, device=input_ids.device)
     tokens, log_probs = [], []
@@ -243,7 +247,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     plan = _decode_plan(model)
     if plan is not None:
-        seqs, log_probs = _decode(plan, model, input_ids, attention_mask, eos, pad, max_new_tokens,
+        seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
                                   min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
         return (seqs, log_probs) if return_log_probs else seqs
 
