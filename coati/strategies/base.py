@@ -68,6 +68,9 @@ class Strategy:
 
     def close(self) -> None:
         if torch.distributed.is_initialized():
+            # Together: a rank that tears its gloo connections down while another still finishes (rank 0 writing
+            # its last files) was seen to abort at exit ("terminate called without an active exception").
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
     # -- models ------------------------------------------------------------------------------------
