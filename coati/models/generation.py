@@ -137,11 +137,10 @@ def _decode_plan(model: torch.nn.Module):
     cache (transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write
     position, with no `cache_position` argument; both spellings are followed).
     """
-    import transformers
-
     from coati.models import lean
+    from coati.models.loading import transformers_major
 
-    if int(transformers.__version__.split(".")[0]) < 5:
+    if transformers_major() < 5:
         return None
     inner = _innermost(model)  # peft injects LoRA layers into this module, FSDP2 hooks it in place
     fast = lean.plan(inner)

@@ -27,20 +27,13 @@ import torch.nn.functional as F
 
 @dataclass
 class Plan:
-    """How to run one model: its backbone, its blocks, the family's block function, its embedding (which also
-    returns the rotary function, or None) and its final norm."""
+    """How to run one model: its blocks, the family's block function, its embedding (which also returns the
+    rotary function, or None) and its final norm."""
 
-    base: torch.nn.Module
     layers: torch.nn.ModuleList
     layer: Callable
     embed: Callable
     final_norm: torch.nn.Module
-
-
-def _transformers_major() -> int:
-    import transformers
-
-    return int(transformers.__version__.split(".")[0])
 
 
 def _dropout_free(model: torch.nn.Module) -> bool:
@@ -63,7 +56,9 @@ def plan(model: torch.nn.Module) -> Plan | None:
     """A Plan for this (innermost) HF model, or None where transformers' forward must run."""
     from transformers import PreTrainedModel
 
-    if _transformers_major() < 5 or not isinstance(model, PreTrainedModel):  # DDP and peft wrappers included
+    from coati.models.loading import transformers_major
+
+    if transformers_major() < 5 or not isinstance(model, PreTrainedModel):  # DDP and peft wrappers included
         return None
     config = model.config
     family = _FAMILIES.get(getattr(config, "model_type", None))
@@ -129,7 +124,7 @@ class _NeoX:
             sin = (emb.sin() * rotary.attention_scaling).to(x.dtype)
             return x, lambda qkv: _RotaryQK.apply(qkv, cos, sin)
 
-        return Plan(base, base.layers, _neox_layer, embed, base.final_layer_norm)
+        return Plan(base.layers, _neox_layer, embed, base.final_layer_norm)
 
 
 def _neox_layer(layer, x, attend, rope, first):
@@ -158,7 +153,7 @@ class _GPT2:
         def embed(ids, pos):
             return base.drop(base.wte(ids) + base.wpe(pos)), None
 
-        return Plan(base, base.h, _gpt2_layer, embed, base.ln_f)
+        return Plan(base.h, _gpt2_layer, embed, base.ln_f)
 
 
 def _gpt2_layer(layer, x, attend, rope, first):
