@@ -58,16 +58,18 @@ def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     those positions alone, and on coati's lean forward (GPT-2, GPT-NeoX) so does the last layer's MLP.
     """
     from coati.models import lean
+    from coati.models.onednn import onednn_linears
 
     fast = lean.plan(model)  # None for wrapped models: DDP must see its own forward called
-    if fast is not None:
-        hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
-        return model.get_output_embeddings()(hidden)
-    kwargs = position_kwargs(model, attention_mask)
-    keep = input_ids.shape[1] - first
-    if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):
-        kwargs["logits_to_keep"] = keep
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+    with onednn_linears(model):
+        if fast is not None:
+            hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
+            return model.get_output_embeddings()(hidden)
+        kwargs = position_kwargs(model, attention_mask)
+        keep = input_ids.shape[1] - first
+        if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):
+            kwargs["logits_to_keep"] = keep
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits[:, -keep:]
 
 
@@ -243,11 +245,16 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     distribution (before temperature, top-k and top-p), read off the logits of the decoding steps themselves;
     they equal a fresh forward pass over the sequences to rounding (1e-6), so PPO needs no extra actor forward.
     """
+    from coati.models.onednn import onednn_linears
+
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     plan = _decode_plan(model)
+    # The weights stay fixed while decoding: on the CPU they are packed once for all the steps (onednn.py).
+    packed = onednn_linears(model, pack_rows=input_ids.shape[0])
     if plan is not None:
-        seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
-                                  min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
+        with packed:
+            seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
+                                      min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
         return (seqs, log_probs) if return_log_probs else seqs
 
     # transformers 4 (the ColossalAI stack): generate, told the same rules
@@ -262,7 +269,8 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
         kwargs["suppress_tokens"] = [pad]
     if do_sample:
         kwargs.update(top_k=top_k, top_p=top_p, temperature=temperature)
-    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    with packed:
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     if not return_log_probs:
         return out
     actions = out.sequences[:, input_ids.shape[1]:]

@@ -104,6 +104,16 @@ class _RotaryQK(torch.autograd.Function):
         return out, None, None
 
 
+def _rotate_(qkv, cos, sin):
+    """_RotaryQK's forward in place, for no-grad calls (decoding, scoring): qkv is the projection's fresh output,
+    which nothing else holds, so there is no copy to make and no Function to call."""
+    x = qkv[..., :2, :cos.shape[-1]]
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    x.mul_(cos).addcmul_(rotated, sin)
+    return qkv
+
+
 class _NeoX:
     attention = "attention"
 
@@ -122,7 +132,8 @@ class _NeoX:
             emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, None]  # (B, T, 1, 1, r)
             cos = (emb.cos() * rotary.attention_scaling).to(x.dtype)
             sin = (emb.sin() * rotary.attention_scaling).to(x.dtype)
-            return x, lambda qkv: _RotaryQK.apply(qkv, cos, sin)
+            return x, lambda qkv: (_RotaryQK.apply(qkv, cos, sin) if torch.is_grad_enabled() and qkv.requires_grad
+                                   else _rotate_(qkv, cos, sin))
 
         return Plan(base.layers, _neox_layer, embed, base.final_layer_norm)
 

@@ -39,19 +39,21 @@ class ValueModel(nn.Module):
                 first: int = 0) -> torch.Tensor:
         """(B,) scores, or with per_token (B, T - first) values of positions first..T-1."""
         from coati.models import lean
+        from coati.models.onednn import onednn_linears
 
         backbone, head = self._parts()
         fast = lean.plan(self.hf)  # None for a peft-wrapped model, whose forward must run as written
         last = None if per_token else last_true_index(attention_mask)
-        if fast is not None:
-            # Only the positions read below need the last layer's MLP: the response's, or each row's last token.
-            cut = first if per_token else int(last.min())
-            hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, cut)
-        else:
-            cut = 0
-            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                              **position_kwargs(backbone, attention_mask)).last_hidden_state
-        values = head(hidden)[..., 0].float()  # (B, T - cut)
+        with onednn_linears(self.hf):
+            if fast is not None:
+                # Only the positions read below need the last layer's MLP: the response's, or each row's last token.
+                cut = first if per_token else int(last.min())
+                hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, cut)
+            else:
+                cut = 0
+                hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                  **position_kwargs(backbone, attention_mask)).last_hidden_state
+            values = head(hidden)[..., 0].float()  # (B, T - cut)
         if per_token:
             values = values[:, first - cut:]
         else:
