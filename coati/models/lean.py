@@ -76,6 +76,16 @@ def plan(model: torch.nn.Module) -> Plan | None:
 
 
 # -- the two families ---------------------------------------------------------------------------------------------
+def _rotated(qkv, cos, sin):
+    """_RotaryQK's forward (below): a copy of qkv with q and k rotated. Called directly where no gradient is
+    needed (decoding, scoring), which saves the Function's overhead on each layer of each decoding step."""
+    out = qkv.clone()
+    x = qkv[..., :2, :cos.shape[-1]]
+    x1, x2 = x.chunk(2, dim=-1)
+    out[..., :2, :cos.shape[-1]] = x * cos + torch.cat((-x2, x1), dim=-1) * sin
+    return out
+
+
 class _RotaryQK(torch.autograd.Function):
     """GPT-NeoX's rotary embedding applied to the query and key of a fused (B, T, H, 3, D) projection in one op.
 
@@ -88,11 +98,7 @@ class _RotaryQK(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, cos, sin):  # qkv (B, T, H, 3, D); cos, sin (B, T, 1, 1, r)
         ctx.save_for_backward(cos, sin)
-        out = qkv.clone()
-        x = qkv[..., :2, :cos.shape[-1]]
-        x1, x2 = x.chunk(2, dim=-1)
-        out[..., :2, :cos.shape[-1]] = x * cos + torch.cat((-x2, x1), dim=-1) * sin
-        return out
+        return _rotated(qkv, cos, sin)
 
     @staticmethod
     def backward(ctx, grad):
@@ -102,16 +108,6 @@ class _RotaryQK(torch.autograd.Function):
         s1, s2 = (g * sin).chunk(2, dim=-1)
         out[..., :2, :cos.shape[-1]] = g * cos + torch.cat((s2, -s1), dim=-1)
         return out, None, None
-
-
-def _rotate_(qkv, cos, sin):
-    """_RotaryQK's forward in place, for no-grad calls (decoding, scoring): qkv is the projection's fresh output,
-    which nothing else holds, so there is no copy to make and no Function to call."""
-    x = qkv[..., :2, :cos.shape[-1]]
-    x1, x2 = x.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    x.mul_(cos).addcmul_(rotated, sin)
-    return qkv
 
 
 class _NeoX:
@@ -133,7 +129,7 @@ class _NeoX:
             cos = (emb.cos() * rotary.attention_scaling).to(x.dtype)
             sin = (emb.sin() * rotary.attention_scaling).to(x.dtype)
             return x, lambda qkv: (_RotaryQK.apply(qkv, cos, sin) if torch.is_grad_enabled() and qkv.requires_grad
-                                   else _rotate_(qkv, cos, sin))
+                                   else _rotated(qkv, cos, sin))
 
         return Plan(base.layers, _neox_layer, embed, base.final_layer_norm)
 
