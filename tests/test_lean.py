@@ -170,3 +170,40 @@ def test_models_it_cannot_run_exactly_keep_transformers_forward(tokenizer):
     llama = AutoModelForCausalLM.from_config(tiny_config("llama", len(tokenizer), tokenizer.bos_token_id,
                                                          tokenizer.eos_token_id, tokenizer.pad_token_id))
     assert lean.plan(llama) is None
+
+
+def test_a_ddp_actor_runs_the_lean_forward_through_ddps_own_forward(tokenizer, tmp_path, monkeypatch):
+    """DDP readies its gradient all-reduce in its forward, so the lean pass runs inside that call (one rank of
+    gloo here; tests/test_strategies.py checks two ranks against one process)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids, mask = batch()
+    plain = build("gptneox", tokenizer)
+    ref = causal_lm_logits(plain, ids, mask, 5)
+    ref.square().mean().backward()
+
+    calls = {"ddp": 0, "lean": 0}
+    ddp_forward, lean_forward = DistributedDataParallel.forward, lean.forward
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(DistributedDataParallel, "forward", count("ddp", ddp_forward))
+    monkeypatch.setattr(lean, "forward", count("lean", lean_forward))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        model = build("gptneox", tokenizer)
+        ddp = DistributedDataParallel(model)
+        logits = causal_lm_logits(ddp, ids, mask, 5)
+        logits.square().mean().backward()
+    finally:
+        dist.destroy_process_group()
+    assert calls == {"ddp": 1, "lean": 1}
+    assert "forward" not in model.__dict__  # the class's forward is back
+    assert logits.equal(ref)
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=name)

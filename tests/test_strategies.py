@@ -186,17 +186,26 @@ def test_stage_script_refuses_gemini_on_cpu_before_loading(tiny_models, tmp_path
 
 @pytest.fixture(scope="module")
 def naive_stages(tiny_models, tmp_path_factory):
-    """stage -> naive run (gptneox for the reward model, llama for PPO), resumed after step 2."""
-    models = {"rm": "gptneox", "ppo": "llama"}
-    return {stage: run_worker(tmp_path_factory.mktemp(f"naive-{stage}"), tiny_models(family), family, "naive",
-                              worker=["--resume_at", "2"], stage=stage) for stage, family in models.items()}
+    """(stage, family) -> naive run, resumed after step 2."""
+    runs = {}
+
+    def get(stage: str, family: str):
+        if (stage, family) not in runs:
+            runs[stage, family] = run_worker(tmp_path_factory.mktemp(f"naive-{stage}-{family}"), tiny_models(family),
+                                             family, "naive", worker=["--resume_at", "2"], stage=stage)
+        return runs[stage, family]
+
+    return get
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-@pytest.mark.parametrize("stage", ["rm", "ppo"])
-def test_reward_model_and_ppo_steps_on_two_ranks_match_naive(tiny_models, tmp_path, naive_stages, stage, strategy):
-    naive, naive_out = naive_stages[stage]
-    family = "gptneox" if stage == "rm" else "llama"
+# GPT-NeoX runs coati's lean forward (under DDP, inside DDP's forward; FSDP's sharded parameters keep
+# transformers' forward), LLaMA transformers' forward.
+@pytest.mark.parametrize("strategy,stage,family", [
+    ("ddp", "rm", "gptneox"), ("fsdp", "rm", "gptneox"), ("ddp", "ppo", "llama"), ("fsdp", "ppo", "llama"),
+    ("ddp", "ppo", "gptneox")])
+def test_reward_model_and_ppo_steps_on_two_ranks_match_naive(tiny_models, tmp_path, naive_stages, stage, strategy,
+                                                             family):
+    naive, naive_out = naive_stages(stage, family)
     result, out = run_worker(tmp_path, tiny_models(family), family, strategy, nproc=2, worker=["--resume_at", "2"],
                              stage=stage)
     assert len(naive["losses"]) == 4 and len(set(naive["losses"])) > 1  # the model moved between steps

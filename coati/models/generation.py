@@ -57,14 +57,28 @@ def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     PPO reads only the logits that predict the response (first = prompt length - 1): the LM head then runs on
     those positions alone, and on coati's lean forward (GPT-2, GPT-NeoX) so does the last layer's MLP.
     """
+    from torch.nn.parallel import DistributedDataParallel
+
     from coati.models import lean
     from coati.models.onednn import onednn_linears
 
-    fast = lean.plan(model)  # None for wrapped models: DDP must see its own forward called
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    fast = lean.plan(inner)  # None for a peft wrapper, whose forward must run as written
     with onednn_linears(model):
         if fast is not None:
-            hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
-            return model.get_output_embeddings()(hidden)
+            def lean_logits(input_ids, attention_mask):
+                hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
+                return inner.get_output_embeddings()(hidden)
+
+            if inner is model:
+                return lean_logits(input_ids, attention_mask)
+            # DDP's forward must run (it readies the gradient all-reduce of the backward); it calls the module,
+            # whose forward is the lean pass for this one call.
+            inner.forward = lean_logits
+            try:
+                return model(input_ids, attention_mask)
+            finally:
+                del inner.forward  # the class's forward again
         kwargs = position_kwargs(model, attention_mask)
         keep = input_ids.shape[1] - first
         if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):

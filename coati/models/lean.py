@@ -12,8 +12,10 @@ What stays Hugging Face's: the modules (`layer.mlp`, `attention.dense`, the norm
 modules, so LoRA layers, hooks on them and the registry's activation swap apply), the parameters, what is
 saved. A model this path does not cover exactly (another family, a rope scaling, cross-attention, dropout
 while training, gradient checkpointing, sharded parameters, hooks on the modules it bypasses, a DDP or peft
-wrapper, transformers 4) gets None from `plan` and keeps transformers' forward. tests/test_lean.py compares
-both paths' logits, values, scores, gradients and decoded tokens for every layout covered.
+wrapper, transformers 4) gets None from `plan` and keeps transformers' forward. Callers plan the model inside a
+DDP wrapper and run this path within DDP's own forward (`causal_lm_logits`; the critic's `ValueModel` is the
+module DDP calls). tests/test_lean.py compares both paths' logits, values, scores, gradients and decoded tokens
+for every layout covered.
 """
 
 from __future__ import annotations
