@@ -148,10 +148,9 @@ def _decode_plan(model: torch.nn.Module):
 
     The function is `start(mask, total) -> step`: mask (B, total) marks the real key slots of a cache `total`
     long, and `step(ids, at, position_ids)` returns the next-token logits (B, V) after feeding ids (B, T) into
-    slots at..at+T-1. GPT-2 and GPT-NeoX
-    run on coati's lean forward (coati/models/lean.py); other families on transformers' model with a static
-    cache (transformers 5 renamed `past_key_values` to `cache` and later let the cache track its own write
-    position, with no `cache_position` argument; both spellings are followed).
+    slots at..at+T-1. GPT-2 and GPT-NeoX run on coati's lean forward (coati/models/lean.py); other families on
+    transformers' model with a static cache (transformers 5 renamed `past_key_values` to `cache` and later let
+    the cache track its own write position, with no `cache_position` argument; both spellings are followed).
     """
     from coati.models import lean
     from coati.models.loading import transformers_major

@@ -60,14 +60,6 @@ def _covered(module: torch.nn.Module) -> bool | None:
     return None
 
 
-def _linear_forward(module, transposed, x):
-    return _matmul(x, module.weight.t() if transposed else module.weight, module.bias)
-
-
-def _packed_forward(packed, bias, x):
-    return _matmul(x, packed, bias)
-
-
 @contextlib.contextmanager
 def onednn_linears(model: torch.nn.Module, pack_rows: int | None = None):
     """Within the block, the model's covered linear layers run on oneDNN; with grad on, the block changes nothing.
@@ -81,12 +73,10 @@ def onednn_linears(model: torch.nn.Module, pack_rows: int | None = None):
         if pack_rows is not None and sum(m.weight.numel() * 4 for m, _ in layers) > MAX_PACKED_BYTES:
             layers = []  # unpacked, oneDNN is no faster than MKL on a few rows: leave the model as it is
         for module, transposed in layers:
+            weight = module.weight.t() if transposed else module.weight  # a view: reads the parameter's values
             if pack_rows is not None:
-                weight = (module.weight.t() if transposed else module.weight).contiguous()
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight, pack_rows)
-                module.forward = functools.partial(_packed_forward, packed, module.bias)
-            else:
-                module.forward = functools.partial(_linear_forward, module, transposed)
+                weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), pack_rows)
+            module.forward = functools.partial(_matmul, weight_out_in=weight, bias=module.bias)
             swapped.append(module)
     try:
         yield
