@@ -481,6 +481,7 @@ def main(argv=None) -> None:
         print("RESULT " + json.dumps(result), flush=True)
     if torch.distributed.is_initialized():  # TRL leaves its process group open; gloo may abort at exit otherwise
         torch.distributed.destroy_process_group()
+        time.sleep(0.05)  # lets gloo's worker threads finish their cleanup while Python runs: see Strategy.close
 
 
 if __name__ == "__main__":
