@@ -479,9 +479,9 @@ def main(argv=None) -> None:
                   peak_rss_mb=peak_rss_mb(), nproc=world_size())
     if os.environ.get("RANK", "0") == "0":  # rank 0 reports; its span covers the synchronised training loop
         print("RESULT " + json.dumps(result), flush=True)
-    if torch.distributed.is_initialized():  # TRL leaves its process group open; gloo may abort at exit otherwise
-        torch.distributed.destroy_process_group()
-        time.sleep(0.05)  # lets gloo's worker threads finish their cleanup while Python runs: see Strategy.close
+    from coati.strategies.base import end_process_group
+
+    end_process_group()  # TRL leaves its process group open; gloo may abort at exit otherwise
 
 
 if __name__ == "__main__":
