@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -35,11 +34,6 @@ def parse_args(argv: list[str] | None = None):
     return p.parse_args(argv)
 
 
-def is_reward_model(path: str) -> bool:
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-        return any(a.endswith("ForSequenceClassification") for a in json.load(f).get("architectures") or [])
-
-
 @exit_on_user_error
 def main(args) -> str | float:
     if not os.path.isfile(os.path.join(args.model_path, "config.json")):
@@ -48,11 +42,11 @@ def main(args) -> str | float:
     import torch
 
     torch.manual_seed(args.seed)
-    from coati.models.loading import load_tokenizer
+    from coati.models.loading import is_scorer, load_tokenizer, local_architectures
 
     tok = load_tokenizer(args.model_path, trust_remote_code=args.trust_remote_code)
     prompt = build_prompt(args.prompt, args.input, args.language, args.without_prompt) if args.prompt else None
-    if is_reward_model(args.model_path):
+    if is_scorer(local_architectures(args.model_path)):
         return score(args, tok, prompt)
     from transformers import AutoModelForCausalLM
 

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def check_args(args) -> None:
-    from coati.models.loading import check_model_source
+    from coati.models.loading import check_model_role, check_model_source
     from coati.models.value import is_legacy_file
 
     if args.strategy == "colossalai_gemini":
@@ -71,6 +71,7 @@ def check_args(args) -> None:
         raise UserError("--strategy colossalai_gemini cannot run PPO (sampling needs the actor's whole weights, "
                         "which Gemini keeps in chunks); use colossalai_zero2, colossalai_zero2_cpu, fsdp or ddp")
     check_common(args)
+    check_model_role(args.pretrain, "--pretrain", scorer=False)
     if not args.prompt_dataset:
         raise UserError("--prompt_dataset is required: rows with an instruction per prompt")
     if not args.rm_path:
@@ -82,6 +83,8 @@ def check_args(args) -> None:
             raise UserError(f"--rm_path {args.rm_path} is a .pt state dict; also give --rm_pretrain, the base model "
                             "it was trained from")
         check_model_source(args.rm_pretrain, "--rm_pretrain")
+    else:
+        check_model_role(args.rm_path, "--rm_path", scorer=True)
     for name in ("num_episodes", "num_collect_steps", "num_update_steps", "experience_batch_size",
                  "train_batch_size", "ptx_batch_size", "max_input_len"):
         if getattr(args, name) <= 0:
@@ -107,7 +110,6 @@ def main(args) -> dict:
     prompt_rows = load_rows(args.prompt_dataset, args.max_datasets_size, flag="--prompt_dataset")
     ptx_rows = load_rows(args.pretrain_dataset, flag="--pretrain_dataset") if args.pretrain_dataset else None
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
-
 
     from coati.checkpoint import Checkpointer, atomic_dir, write_json
     from coati.cli import args_record

@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None):
 @exit_on_user_error
 def main(args) -> dict:
     from coati.dataset.io import load_rows
+    from coati.models.loading import check_model_role
     from coati.models.registry import resolve_family
 
     # Everything the user can get wrong is checked before a model is loaded.
@@ -36,6 +37,7 @@ def main(args) -> dict:
         from coati.errors import UserError
 
         raise UserError(f"--accumulation_steps must be positive, got {args.accumulation_steps}")
+    check_model_role(args.pretrain, "--pretrain", scorer=False)
     family = resolve_family(args.model, args.pretrain)
     rows = load_rows(args.dataset, args.max_datasets_size)
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None

@@ -58,7 +58,7 @@ def model_config(family: str, tok):
 
 def setup(work: str, sft_rows: int, rm_pairs: int) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from coati.dataset.io import load_rows
     from coati.dataset.preference import rows_to_pairs
@@ -73,6 +73,13 @@ def setup(work: str, sft_rows: int, rm_pairs: int) -> None:
         out = os.path.join(work, f"model-{family}")
         model.save_pretrained(out)
         save_tokenizer(tok, out)
+        # PPO's reward model (and the critic's start): the same network with a seeded one-output score head,
+        # saved as a reward-model folder, which is what coati's --rm_path takes.
+        torch.manual_seed(0)
+        scorer = AutoModelForSequenceClassification.from_pretrained(out, num_labels=1)
+        scorer.config.pad_token_id = tok.pad_token_id
+        scorer.save_pretrained(f"{out}-rm")
+        save_tokenizer(tok, f"{out}-rm")
 
     def dump(name, rows):
         with open(os.path.join(work, name), "w", encoding="utf-8") as f:
@@ -278,9 +285,8 @@ def ours_ppo(a) -> dict:
     maker_mod.sample = phases.timed_generation(maker_mod.sample)
     # _update is the episode's minibatch loop: its first forward to its last optimizer step
     PPOTrainer._update = around(PPOTrainer._update, before=phases.training_begins, after=phases.stepped)
-    model_dir = os.path.join(a.work, f"model-{a.model}")
     argv = common_ours(a) + [
-        "--rm_path", model_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
+        "--rm_path", os.path.join(a.work, f"model-{a.model}-rm"), "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
         "--ppo_instruction_str", "prompt", "--num_episodes", str(a.episodes), "--num_collect_steps",
         str(a.collect_steps), "--experience_batch_size", str(a.rollout_batch), "--train_batch_size",
         str(a.batch_size * 2), "--num_update_steps", str(a.ppo_epochs), "--max_new_tokens", str(a.response_len),
@@ -380,8 +386,8 @@ def trl_ppo(a) -> dict:
     tok.padding_side = "left"  # TRL's PPO expects left-padded queries
     policy = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
     ref = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
-    reward = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype="float32")
-    value = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype="float32")
+    reward = AutoModelForSequenceClassification.from_pretrained(f"{path}-rm", num_labels=1, dtype="float32")
+    value = AutoModelForSequenceClassification.from_pretrained(f"{path}-rm", num_labels=1, dtype="float32")
     for m in (reward, value):
         m.config.pad_token_id = tok.pad_token_id
     buffer = a.rollout_batch * a.collect_steps  # prompts per episode, as coati's collect steps x batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 
 import pytest
@@ -34,6 +35,21 @@ def _refused(res, *fragments):
 @pytest.fixture
 def gpt2(tiny_models):
     return tiny_models("gpt2")
+
+
+@pytest.fixture(scope="module")
+def rm(tiny_models, tmp_path_factory):
+    """A reward-model folder: the tiny GPT-2 with a one-output score head, as train_reward_model.py saves it."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    base, out = tiny_models("gpt2"), tmp_path_factory.mktemp("rm")
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(out)
+    for f in os.listdir(base):
+        if f.startswith("tokenizer"):
+            shutil.copy(os.path.join(base, f), out)
+    return str(out)
 
 
 def sft(tmp_path, gpt2, *extra, dataset=None):
@@ -113,19 +129,40 @@ def test_refused_run_leaves_existing_output_byte_identical(tmp_path, gpt2):
     assert _tree_digest(tmp_path / "out") == before
 
 
-def test_ppo_prompt_file_without_the_prompt_key_names_flag_and_file(tmp_path, gpt2):
+def test_ppo_prompt_file_without_the_prompt_key_names_flag_and_file(tmp_path, gpt2, rm):
     data = write_json(tmp_path / "prompts.json", [{"question": "안녕?"}] * 3)
     res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
-                      "--rm_path", gpt2, "--prompt_dataset", data, "--save_path", str(tmp_path / "out")], timeout=120)
+                      "--rm_path", rm, "--prompt_dataset", data, "--save_path", str(tmp_path / "out")], timeout=120)
     line = _refused(res, f"--prompt_dataset {data} row 0 has no key 'instruction'", "keys found: question",
                     "--ppo_instruction_str")
     assert "--dataset" not in line
     assert not (tmp_path / "out").exists()
 
 
-def test_sampling_flags_that_cannot_work(tmp_path, gpt2):
+def test_a_model_of_the_other_kind_is_refused_before_loading(tmp_path, gpt2, rm):
+    """A causal LM as --rm_path would score with a random head; a reward model as --pretrain would generate from
+    an LM head it never had. Both load without an error, so the scripts read config.json first."""
+    prompts = write_json(tmp_path / "p.json", [{"instruction": "hi"}])
+
+    def ppo(pretrain, rm_path):
+        return run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", pretrain,
+                           "--rm_path", rm_path, "--prompt_dataset", prompts, "--save_path", str(tmp_path / "out")],
+                          timeout=120)
+
+    _refused(ppo(gpt2, gpt2), f"--rm_path {gpt2} is a causal language model (GPT2LMHeadModel in its config.json)",
+             "score head would start random", "train_reward_model.py")
+    _refused(ppo(rm, rm), f"--pretrain {rm} is a reward model (GPT2ForSequenceClassification")
+    _refused(sft(tmp_path, rm), f"--pretrain {rm} is a reward model", "train_sft.py")
+    assert not (tmp_path / "out").exists()
+    # The reward-model folder is what --rm_path takes, and inference.py scores a pair with it.
+    res = run_script(["inference.py", "--model_path", rm, "--prompt", "안녕?", "--answer", "안녕하세요."])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert math.isfinite(float(res.stdout.strip().splitlines()[-1]))
+
+
+def test_sampling_flags_that_cannot_work(tmp_path, gpt2, rm):
     res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
-                      "--rm_path", gpt2, "--prompt_dataset", write_json(tmp_path / "p.json", [{"instruction": "hi"}]),
+                      "--rm_path", rm, "--prompt_dataset", write_json(tmp_path / "p.json", [{"instruction": "hi"}]),
                       "--save_path", str(tmp_path / "out"), "--temperature", "0"], timeout=120)
     _refused(res, "--temperature must be positive, got 0.0")
     assert not (tmp_path / "out").exists()

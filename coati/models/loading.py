@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import torch
 
@@ -48,6 +49,36 @@ def check_model_source(path: str | None, flag: str) -> None:
     # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local path.
     if path.startswith((".", "/", "~")) or path.count("/") > 1 or path.endswith("/"):
         raise UserError(f"{flag} {path} does not exist; give a local model folder or a hub name like org/model")
+
+
+def local_architectures(path: str) -> list[str]:
+    """The `architectures` a local model folder's config.json records ([] for a hub name, or when unreadable)."""
+    import json
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            return list(json.load(f).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def is_scorer(architectures: list[str]) -> bool:
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def check_model_role(path: str, flag: str, scorer: bool) -> None:
+    """Refuse a local folder whose config.json says it is the other kind of model. Both load without an error
+    and quietly go wrong: a causal LM taken as the reward model scores with a freshly initialised head, and a
+    reward model taken as the policy generates from an LM head it never had (or one tied to its embeddings)."""
+    archs = local_architectures(path)
+    if not archs or is_scorer(archs) == scorer:
+        return
+    if scorer:
+        raise UserError(f"{flag} {path} is a causal language model ({archs[0]} in its config.json), not a reward "
+                        "model, so its score head would start random; give the folder train_reward_model.py "
+                        "wrote (or a Coati .pt with --rm_pretrain)")
+    raise UserError(f"{flag} {path} is a reward model ({archs[0]} in its config.json), not a causal language "
+                    "model; give the base model or a folder train_sft.py or train_prompts.py wrote")
 
 
 def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: bool = False,
@@ -175,7 +206,11 @@ def apply_lora(model, rank: int, alpha: int, dropout: float, task_type: str = "C
     if getattr(model.config, "use_cache", True) is False and model.supports_gradient_checkpointing:
         # Checkpointed blocks need an input that requires grad, which frozen embeddings do not give.
         model.enable_input_require_grads()
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers 5's deprecated `is_gradient_checkpointing`; the FutureWarning is about peft's
+        # code, and nothing a user of coati can act on.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def is_peft(model) -> bool:
