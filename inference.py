@@ -36,14 +36,15 @@ def parse_args(argv: list[str] | None = None):
 
 @exit_on_user_error
 def main(args) -> str | float:
+    from coati.models.loading import check_model_source, is_scorer, load_tokenizer, local_architectures
+
+    check_model_source(args.model_path, "--model_path")
     if not os.path.isfile(os.path.join(args.model_path, "config.json")):
         raise UserError(f"--model_path {args.model_path} holds no config.json; point it at a stage's --save_path")
     check_sampling(args, greedy=args.greedy)
     import torch
 
     torch.manual_seed(args.seed)
-    from coati.models.loading import is_scorer, load_tokenizer, local_architectures
-
     tok = load_tokenizer(args.model_path, trust_remote_code=args.trust_remote_code)
     prompt = build_prompt(args.prompt, args.input, args.language, args.without_prompt) if args.prompt else None
     if is_scorer(local_architectures(args.model_path)):

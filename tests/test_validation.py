@@ -154,6 +154,14 @@ def test_a_model_of_the_other_kind_is_refused_before_loading(tmp_path, gpt2, rm)
     _refused(ppo(rm, rm), f"--pretrain {rm} is a reward model (GPT2ForSequenceClassification")
     _refused(sft(tmp_path, rm), f"--pretrain {rm} is a reward model", "train_sft.py")
     assert not (tmp_path / "out").exists()
+    # An adapter folder (--no-merge_lora) holds no config.json: it is named for what it is, not "holds no model".
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    write_json(adapter / "adapter_config.json", {"peft_type": "LORA"})
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    _refused(sft(tmp_path, str(adapter)), f"--pretrain {adapter} is a PEFT adapter folder", "--merge_lora")
+    _refused(run_script(["inference.py", "--model_path", str(adapter), "--prompt", "안녕?"]),
+             f"--model_path {adapter} is a PEFT adapter folder")
     # The reward-model folder is what --rm_path takes, and inference.py scores a pair with it.
     res = run_script(["inference.py", "--model_path", rm, "--prompt", "안녕?", "--answer", "안녕하세요."])
     assert res.returncode == 0, res.stderr[-2000:]

@@ -35,6 +35,11 @@ def check_model_source(path: str | None, flag: str) -> None:
     if path is None:
         return
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "adapter_config.json")) and \
+                not os.path.isfile(os.path.join(path, "config.json")):
+            raise UserError(f"{flag} {path} is a PEFT adapter folder (saved with --no-merge_lora); give a merged "
+                            "model folder: run that stage again with --merge_lora, or merge the adapter with "
+                            "peft's merge_and_unload and save the result")
         has_weights = any(
             f.endswith((".safetensors", ".bin", ".pt")) or f == "adapter_config.json" for f in os.listdir(path)
         )
