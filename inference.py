@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None):
 
 @exit_on_user_error
 def main(args) -> str | float:
-    from coati.models.loading import check_model_source, is_scorer, load_tokenizer, local_architectures
+    from coati.models.loading import check_model_source, is_scorer, load_tokenizer
+    from coati.models.registry import read_architectures
 
     check_model_source(args.model_path, "--model_path")
     if not os.path.isfile(os.path.join(args.model_path, "config.json")):
@@ -47,7 +48,7 @@ def main(args) -> str | float:
     torch.manual_seed(args.seed)
     tok = load_tokenizer(args.model_path, trust_remote_code=args.trust_remote_code)
     prompt = build_prompt(args.prompt, args.input, args.language, args.without_prompt) if args.prompt else None
-    if is_scorer(local_architectures(args.model_path)):
+    if is_scorer(read_architectures(args.model_path)):
         return score(args, tok, prompt)
     from transformers import AutoModelForCausalLM
 

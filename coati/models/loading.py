@@ -9,7 +9,7 @@ import warnings
 import torch
 
 from coati.errors import UserError
-from coati.models.registry import Family
+from coati.models.registry import Family, read_architectures
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PAD_TOKEN = "<|pad|>"
@@ -56,17 +56,6 @@ def check_model_source(path: str | None, flag: str) -> None:
         raise UserError(f"{flag} {path} does not exist; give a local model folder or a hub name like org/model")
 
 
-def local_architectures(path: str) -> list[str]:
-    """The `architectures` a local model folder's config.json records ([] for a hub name, or when unreadable)."""
-    import json
-
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            return list(json.load(f).get("architectures") or [])
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
 def is_scorer(architectures: list[str]) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in architectures)
 
@@ -75,7 +64,7 @@ def check_model_role(path: str, flag: str, scorer: bool) -> None:
     """Refuse a local folder whose config.json says it is the other kind of model. Both load without an error
     and quietly go wrong: a causal LM taken as the reward model scores with a freshly initialised head, and a
     reward model taken as the policy generates from an LM head it never had (or one tied to its embeddings)."""
-    archs = local_architectures(path)
+    archs = read_architectures(path)
     if not archs or is_scorer(archs) == scorer:
         return
     if scorer:

@@ -55,16 +55,26 @@ MODEL_CHOICES = [*FAMILIES, *ALIASES, "auto"]
 MODEL_TYPE_TO_FAMILY = {"gpt2": "gpt2", "bloom": "bloom", "opt": "opt", "llama": "llama", "gpt_neox": "gptneox"}
 
 
-def read_model_type(path: str) -> str | None:
-    """model_type from a local checkpoint's config.json, or None for a hub name / missing file."""
+def read_local_config(path: str) -> dict:
+    """A local checkpoint's config.json, or {} for a hub name / missing file."""
     cfg = os.path.join(path, "config.json")
     if not os.path.isfile(cfg):
-        return None
+        return {}
     try:
         with open(cfg, encoding="utf-8") as f:
-            return json.load(f).get("model_type")
+            config = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{cfg} is not a readable JSON config ({err}); point --pretrain at a model folder") from err
+    return config if isinstance(config, dict) else {}
+
+
+def read_model_type(path: str) -> str | None:
+    return read_local_config(path).get("model_type")
+
+
+def read_architectures(path: str) -> list[str]:
+    """The model classes config.json records (`architectures`), [] for a hub name or when unrecorded."""
+    return list(read_local_config(path).get("architectures") or [])
 
 
 def resolve_family(name: str, path: str | None, flag: str = "--model") -> Family:
