@@ -285,9 +285,10 @@ def ours_ppo(a) -> dict:
     maker_mod.sample = phases.timed_generation(maker_mod.sample)
     # _update is the episode's minibatch loop: its first forward to its last optimizer step
     PPOTrainer._update = around(PPOTrainer._update, before=phases.training_begins, after=phases.stepped)
+    rm_dir = os.path.join(a.work, f"model-{a.model}-rm")  # written by setup beside the model
     argv = common_ours(a) + [
-        "--rm_path", os.path.join(a.work, f"model-{a.model}-rm"),
-        "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"), "--ppo_instruction_str", "prompt", "--num_episodes", str(a.episodes), "--num_collect_steps",
+        "--rm_path", rm_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
+        "--ppo_instruction_str", "prompt", "--num_episodes", str(a.episodes), "--num_collect_steps",
         str(a.collect_steps), "--experience_batch_size", str(a.rollout_batch), "--train_batch_size",
         str(a.batch_size * 2), "--num_update_steps", str(a.ppo_epochs), "--max_new_tokens", str(a.response_len),
         "--top_k", "0", "--top_p", "1.0", "--temperature", "1.0", "--kl_coef", "0.05", "--max_input_len", "256",
