@@ -68,7 +68,8 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
                    help="checkpoint folder to continue from, or 'latest' (the newest in --save_path)")
     p.add_argument("--skip_nonfinite", action="store_true",
                    help="skip a step whose loss or gradient is inf/NaN instead of stopping the run")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="weights dtype")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="weights dtype (trained bf16/fp16 weights are stepped through fp32 master copies)")
     p.add_argument("--trust_remote_code", action="store_true", help="allow model code from the checkpoint")
     return p
 

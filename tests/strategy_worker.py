@@ -1,5 +1,5 @@
 """Run a few training steps of one stage under one strategy, checkpoint, resume, and record what the strategy
-tests compare.
+tests compare. Models load in the run's --dtype, as the stage scripts load them.
 
     python tests/strategy_worker.py --stage sft|rm|ppo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
         -- <flags of that stage's script>
@@ -74,7 +74,7 @@ class SFT:
         from coati.trainer.sft import SFTTrainer
 
         args = self.args
-        model = load_causal_lm(args.pretrain, resolve_family(args.model, args.pretrain), self.tok)
+        model = load_causal_lm(args.pretrain, resolve_family(args.model, args.pretrain), self.tok, args.dtype)
         model = apply_lora(model, args.lora_rank, args.lora_alpha, 0.0)
         model, opt = self.strategy.prepare_train(model, args.lr, args.weight_decay)
         sched = cosine_schedule(opt, 8, args.warmup_ratio)
@@ -106,7 +106,7 @@ class RM:
         from coati.trainer.rm import RewardModelTrainer
 
         args = self.args
-        hf = load_sequence_scorer(args.pretrain, resolve_family(args.model, args.pretrain), self.tok)
+        hf = load_sequence_scorer(args.pretrain, resolve_family(args.model, args.pretrain), self.tok, args.dtype)
         hf = apply_lora(hf, args.lora_rank, args.lora_alpha, 0.0, "SEQ_CLS")
         model, opt = self.strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
         sched = cosine_schedule(opt, 8, args.warmup_ratio)
@@ -141,16 +141,16 @@ class PPO:
         from coati.trainer.ppo import PPOTrainer
 
         args, strategy = self.args, self.strategy
-        actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok), args.lora_rank, args.lora_alpha, 0.0)
-        critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok), args.lora_rank,
+        actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank, args.lora_alpha, 0.0)
+        critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank,
                             args.lora_alpha, 0.0, "SEQ_CLS")
         actor, actor_opt = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
         critic, critic_opt = strategy.prepare_train(ValueModel(critic), args.critic_lr, args.weight_decay)
         for m in (actor, critic):
             strategy.unwrap(m).eval()
         if self.samples is None:  # the rollout, once, from the starting weights
-            initial = load_causal_lm(args.pretrain, self.family, self.tok).requires_grad_(False).eval()
-            reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok)).requires_grad_(False)
+            initial = load_causal_lm(args.pretrain, self.family, self.tok, args.dtype).requires_grad_(False).eval()
+            reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype)).requires_grad_(False)
             gen = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, top_k=args.top_k)
             maker = ExperienceMaker(strategy, actor, critic, reward.eval().to(strategy.device),
                                     initial.to(strategy.device), self.tok, FixedKLController(args.kl_coef), gen)

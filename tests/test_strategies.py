@@ -109,6 +109,20 @@ def test_naive_optimizer_checkpoint_round_trips(naive_gpt2):
     check_round_trip(result, out)
 
 
+def test_naive_bf16_keeps_fp32_masters_in_its_checkpoint_and_resumes_exactly(tiny_models, tmp_path):
+    """--dtype bf16 without LoRA: at lr 1e-5 the updates are below bf16's resolution, so they live in the fp32
+    master weights, which the checkpoint carries and the resumed run continues from."""
+    result, out = run_worker(tmp_path, tiny_models("gpt2"), "gpt2", "naive", train=["--dtype", "bf16", "--lr", "1e-5"],
+                             worker=["--resume_at", "2"])
+    check_round_trip(result, out)
+    state = torch.load(out / "checkpoint-2" / "optimizer-model.rank0.pt", weights_only=True)
+    masters = state["masters"]
+    assert len(masters) == sum(len(g["params"]) for g in state["param_groups"])  # every trained tensor is bf16
+    assert {m.dtype for m in masters} == {torch.float32}
+    flat = torch.cat([m.flatten() for m in masters])
+    assert (flat != flat.bfloat16().float()).float().mean() > 0.9  # they hold what bf16 weights cannot
+
+
 def test_ddp_optimizer_checkpoint_round_trips(tiny_models, tmp_path, naive_gpt2):
     result, out = run_worker(tmp_path, tiny_models("gpt2"), "gpt2", "ddp", nproc=2, worker=["--resume_at", "2"])
     assert result["losses"] == pytest.approx(naive_gpt2[0]["losses"], rel=1e-4)
