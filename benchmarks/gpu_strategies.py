@@ -1,4 +1,4 @@
-"""Every strategy through the stage scripts on one CUDA machine: does it run, seconds per optimizer step, peak memory.
+"""Every strategy through the stage scripts on one CUDA machine: does it run, s/step, peak memory, final loss.
 
     python3 benchmarks/gpu_strategies.py                       # SFT, every strategy, a ~100M-parameter model
     python3 benchmarks/gpu_strategies.py --stages sft,rm,ppo   # also the reward-model and PPO stages
@@ -6,7 +6,8 @@
 
 Offline: the model is a random one of the llama family built from a config (no hub), the data is made here.
 Each (stage, strategy) runs as a user would run it (torchrun over every visible GPU, the stage script's own
-flags), inside a probe that times the strategy's optimizer steps and reads torch.cuda.max_memory_allocated.
+flags), inside a probe that times the strategy's optimizer steps and reads torch.cuda.max_memory_allocated; the
+run's last loss (SFT, RM) or episode reward (PPO) shows whether strategies given the same work agree.
 Prints a table and writes results.json to --out ($OUT when set). A strategy this machine cannot run is
 reported with the stage script's one-line refusal (e.g. colossalai_* without requirements-colossalai.txt).
 
@@ -135,11 +136,13 @@ def probe(script: str, argv: list[str]) -> None:
     spec = importlib.util.spec_from_file_location("stage", os.path.join(ROOT, script))
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    stage.main(stage.parse_args(argv))
+    out = stage.main(stage.parse_args(argv))
+    # The run's last loss (SFT, RM) or episode reward (PPO): strategies given the same work should agree on it.
+    final = out["loss"] if "loss" in out else (out.get("history") or [{}])[-1].get("reward")
     rank = os.environ.get("RANK", "0")
     with open(f"{os.environ['COATI_PROBE_OUT']}.rank{rank}", "w") as f:
         json.dump({"steps": len(times), "step_times": [b - a for a, b in zip(times, times[1:])],
-                   "peak_bytes": torch.cuda.max_memory_allocated() if cuda else 0}, f)
+                   "peak_bytes": torch.cuda.max_memory_allocated() if cuda else 0, "final": final}, f)
 
 
 # -- the driver --------------------------------------------------------------------------------------------
@@ -159,7 +162,8 @@ def run_one(stage: str, strategy: str, ctx: dict, args, ngpu: int) -> dict:
     cmd = [sys.executable, *launch, os.path.abspath(__file__), "--probe", script, "--",
            "--strategy", strategy, "--model", "llama", "--pretrain", ctx["model"], "--save_path", save,
            "--dtype", args.dtype, *stage_flags]
-    env = dict(os.environ, COATI_PROBE_OUT=probe_out, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1",
+    path = os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))  # keep a --target install
+    env = dict(os.environ, COATI_PROBE_OUT=probe_out, PYTHONPATH=path, HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="4")
     start = time.perf_counter()
     try:
@@ -177,7 +181,7 @@ def run_one(stage: str, strategy: str, ctx: dict, args, ngpu: int) -> dict:
     step_times = [t for r in ranks[:1] for t in r["step_times"]][args.warmup:] or ranks[0]["step_times"]
     row.update(status="ok", steps=ranks[0]["steps"],
                s_per_step=round(statistics.median(step_times), 4) if step_times else None,
-               peak_gib=round(max(r["peak_bytes"] for r in ranks) / 2**30, 2))
+               peak_gib=round(max(r["peak_bytes"] for r in ranks) / 2**30, 2), final=ranks[0].get("final"))
     if stage == "rm":
         ctx.setdefault("rm_by_strategy", {})[strategy] = save
     for name in os.listdir(save):  # keep logs and metrics, not the weights
@@ -186,22 +190,24 @@ def run_one(stage: str, strategy: str, ctx: dict, args, ngpu: int) -> dict:
     return row
 
 
+def final(row: dict) -> str:
+    value = row.get("final")
+    return f"{value:.4f}" if isinstance(value, float) else ""
+
+
 def table(rows: list[dict]) -> str:
-    head = f"{'stage':<5} {'strategy':<21} {'status':<8} {'s/step':>8} {'peak GiB':>9} {'wall s':>7}  note"
+    """final: the run's last loss (SFT, RM) or episode reward (PPO)."""
+    head = f"{'stage':<5} {'strategy':<21} {'status':<8} {'s/step':>8} {'peak GiB':>9} {'final':>7} {'wall s':>7}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         ok = r["status"] == "ok"
         lines.append(f"{r['stage']:<5} {r['strategy']:<21} {'ok' if ok else r['status'].split(' ')[0]:<8} "
-                     f"{r.get('s_per_step') or '':>8} {r.get('peak_gib') or '':>9} {r.get('wall_s', ''):>7}  "
+                     f"{r.get('s_per_step') or '':>8} {r.get('peak_gib') or '':>9} {final(r):>7} {r.get('wall_s', ''):>7}  "
                      f"{'' if ok else r['status']}")
     return "\n".join(lines)
 
 
-def main() -> None:
-    if "--probe" in sys.argv:
-        i = sys.argv.index("--probe")
-        rest = sys.argv[i + 2:]
-        return probe(sys.argv[i + 1], rest[1:] if rest[:1] == ["--"] else rest)
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stages", default="sft", help=f"comma-separated, of {', '.join(STAGES)}")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -213,7 +219,15 @@ def main() -> None:
     p.add_argument("--timeout", type=int, default=600, help="seconds per run")
     p.add_argument("--cpu", action="store_true", help="run without a GPU (to check this script itself)")
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(ROOT, "outputs", "gpu_strategies"))
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    if "--probe" in sys.argv:
+        i = sys.argv.index("--probe")
+        rest = sys.argv[i + 2:]
+        return probe(sys.argv[i + 1], rest[1:] if rest[:1] == ["--"] else rest)
+    args = parse_args()
     sys.path.insert(0, ROOT)
     import torch
 

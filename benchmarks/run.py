@@ -65,6 +65,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def child_env(**extra) -> dict:
+    """The environment of a measurement: this one, with the project first on PYTHONPATH (anything already there,
+    such as packages installed with --target, stays after it)."""
+    path = os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def run_one(a, work: str, side: str, stage: str, model: str, offload: bool, tag: str, extra=()) -> dict:
     scratch = tempfile.mkdtemp(prefix="coati-bench-run-")
     launcher = [a.python] if a.nproc == 1 else \
@@ -75,9 +82,8 @@ def run_one(a, work: str, side: str, stage: str, model: str, offload: bool, tag:
     if offload:
         cmd.append("--offload")
     cmd += list(extra)  # later flags win: a memory-option run's own --batch_size
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
-               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+    env = child_env(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false",
+                    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     log = os.path.join(a.out, "logs", f"{tag}.log")
     start = time.time()
     try:
@@ -116,7 +122,7 @@ def activation_checkpointing(a, work: str, raw) -> list[dict]:
             r.update(repeat=rep, grad_ckpt=on)
             raw.write(json.dumps(r) + "\n")
             out.append(r)
-            shown = r.get("error") or f"{r['samples'] / r['seconds']:.2f} samples/s, {r['peak_rss_mb']:.0f} MB"
+            shown = r.get("error") or f"{r['samples'] / r['seconds']:.2f} samples/s, {peak_mb(r):.0f} MB"
             print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
     return out
 
@@ -125,19 +131,29 @@ def checkpoint_table(runs: list[dict], a) -> str:
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return ""
-    lines = ["", f"| coati SFT, {ok[0]['model']}, batch {a.checkpoint_batch} | peak RSS MB (median) | samples/s "
+    lines = ["", f"| coati SFT, {ok[0]['model']}, batch {a.checkpoint_batch} | {memory_label(ok)} (median) | samples/s "
              "(median) |", "|---|---:|---:|"]
     for on in (False, True):
         rs = [r for r in ok if r["grad_ckpt"] == on]
         if rs:
             lines.append(f"| {'--grad_checkpoint' if on else 'activations kept'} | "
-                         f"{median([r['peak_rss_mb'] for r in rs]):.0f} | "
+                         f"{median([peak_mb(r) for r in rs]):.0f} | "
                          f"{median([r['samples'] / r['seconds'] for r in rs]):.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def variant(r: dict) -> str:
     return "ours+offload" if r.get("offload") else r["side"]
+
+
+def peak_mb(r: dict) -> float:
+    """A run's peak memory: accelerator memory where the run had a GPU (what offload and batch size are about
+    there), else the process's peak RSS."""
+    return r.get("peak_gpu_mb", r["peak_rss_mb"])
+
+
+def memory_label(results: list[dict]) -> str:
+    return "peak GPU MB" if any("peak_gpu_mb" in r for r in results) else "peak RSS MB"
 
 
 def median(xs):
@@ -170,8 +186,7 @@ def summarise(results: list[dict], a) -> list[dict]:
             row = {"stage": stage, "model": model, "n": len(pairs),
                    "ours_sps": median(sps["ours"]), "trl_sps": median(sps["trl"]),
                    "ours_tps": median(tps["ours"]), "trl_tps": median(tps["trl"]),
-                   "ours_rss": median([x["peak_rss_mb"] for x in ours]),
-                   "trl_rss": median([x["peak_rss_mb"] for x in trl]),
+                   "ours_mem": median([peak_mb(x) for x in ours]), "trl_mem": median([peak_mb(x) for x in trl]),
                    "ratio": median(paired), "ratios": paired, "cpu_ratio": median(paired_cpu),
                    "target": TARGETS[stage]}
             if stage == "ppo":
@@ -184,7 +199,7 @@ def summarise(results: list[dict], a) -> list[dict]:
                                  if all("phases" in x for x in runs)}
                 off = by.get("ours+offload", [])
                 if off:
-                    row["offload_rss"] = median([x["peak_rss_mb"] for x in off])
+                    row["offload_mem"] = median([peak_mb(x) for x in off])
                     row["offload_episode_s"] = median([x["seconds"] / x["steps"] for x in off])
             rows.append(row)
     return rows
@@ -198,7 +213,7 @@ def markdown(rows: list[dict], a, info: dict) -> str:
         "end (other engineers' jobs share the machine).",
         "",
         "| stage | model | ours samples/s | TRL samples/s | ours tokens/s | TRL tokens/s | ratio ours/TRL (per "
-        "repeat) | same, by CPU time | target | ours peak RSS MB | TRL peak RSS MB |",
+        f"repeat) | same, by CPU time | target | ours {info['memory']} | TRL {info['memory']} |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -209,7 +224,7 @@ def markdown(rows: list[dict], a, info: dict) -> str:
         per = ", ".join(f"{x:.2f}" for x in r["ratios"])
         out.append(f"| {STAGE_NAMES[r['stage']]} | {r['model']} | {r['ours_sps']:.2f} | {r['trl_sps']:.2f} | "
                    f"{r['ours_tps']:.0f} | {r['trl_tps']:.0f} | **{r['ratio']:.2f}x** ({per}) | {r['cpu_ratio']:.2f}x | "
-                   f">= {r['target']:.1f}x: {met} | {r['ours_rss']:.0f} | {r['trl_rss']:.0f} |")
+                   f">= {r['target']:.1f}x: {met} | {r['ours_mem']:.0f} | {r['trl_mem']:.0f} |")
     ppo = [r for r in rows if r["stage"] == "ppo" and not r.get("missing")]
     if ppo:
         out += ["", "PPO seconds per episode (median): "
@@ -237,26 +252,27 @@ def markdown(rows: list[dict], a, info: dict) -> str:
                               f"scoring (now {ours['generation'] + ours['scoring']:.2f} s)")
             out += ["", f"For {split[0]['target']:.1f}x, coati's episode must fit in TRL's / {split[0]['target']:.1f}: "
                     + "; ".join(budget) + "."]
-        off = [r for r in ppo if "offload_rss" in r]
+        off = [r for r in ppo if "offload_mem" in r]
         if off:
-            out += ["", "| PPO memory option (coati) | peak RSS MB | s per episode |", "|---|---:|---:|"]
+            out += ["", f"| PPO memory option (coati) | {info['memory']} | s per episode |", "|---|---:|---:|"]
             for r in off:
-                out.append(f"| {r['model']}, frozen models resident | {r['ours_rss']:.0f} | "
+                out.append(f"| {r['model']}, frozen models resident | {r['ours_mem']:.0f} | "
                            f"{r['ours_episode_s']:.2f} |")
-                out.append(f"| {r['model']}, --offload_frozen | {r['offload_rss']:.0f} | "
+                out.append(f"| {r['model']}, --offload_frozen | {r['offload_mem']:.0f} | "
                            f"{r['offload_episode_s']:.2f} |")
-            out += ["", "On a CPU-only machine the 'device' is the CPU, so --offload_frozen moves nothing and "
-                        "can save nothing: this row shows its cost only. Its saving is accelerator memory."]
+            if info["memory"] == "peak RSS MB":
+                out += ["", "On a CPU-only machine the 'device' is the CPU, so --offload_frozen moves nothing and "
+                            "can save nothing: this row shows its cost only. Its saving is accelerator memory."]
     work = (f"Work per run: SFT {a.sft_steps} steps x batch {a.batch_size}; RM {a.rm_steps} steps x "
             f"{a.batch_size} pairs; PPO {a.episodes} episodes x ({a.collect_steps} x {a.rollout_batch} prompts, "
             f"{a.response_len} response tokens each, {a.ppo_epochs} PPO epochs over minibatches of "
             f"{a.batch_size * 2}); max_len {a.max_len}; fp32; "
             + ("one process." if a.nproc == 1 else f"{a.nproc} processes (the batch sizes are per process; samples "
-               "and tokens count all processes; peak RSS is rank 0's)."))
+               "and tokens count all processes; peak memory is rank 0's)."))
     return "\n".join(out + ["", work]) + "\n"
 
 
-def chart(rows: list[dict], path: str) -> None:
+def chart(rows: list[dict], path: str, memory: str) -> None:
     try:
         import matplotlib
 
@@ -279,10 +295,10 @@ def chart(rows: list[dict], path: str) -> None:
     ax1.set_ylabel("throughput ours / TRL (median; dots: repeats)")
     ax1.set_title("Speed ratio (dashed: target)")
     w = 0.38
-    ax2.bar([i - w / 2 for i in x], [r["ours_rss"] for r in rows], w, label="coati")
-    ax2.bar([i + w / 2 for i in x], [r["trl_rss"] for r in rows], w, label="TRL")
+    ax2.bar([i - w / 2 for i in x], [r["ours_mem"] for r in rows], w, label="coati")
+    ax2.bar([i + w / 2 for i in x], [r["trl_mem"] for r in rows], w, label="TRL")
     ax2.set_xticks(list(x), labels, fontsize=8)
-    ax2.set_ylabel("peak RSS of the run's process (MB)")
+    ax2.set_ylabel(f"{memory} of the run's process")
     ax2.set_title("Peak memory")
     ax2.legend()
     fig.tight_layout()
@@ -291,13 +307,15 @@ def chart(rows: list[dict], path: str) -> None:
 
 
 def versions(python: str) -> dict:
-    code = "import torch, transformers, trl; print(torch.__version__, transformers.__version__, trl.__version__)"
+    code = ("import json, torch, transformers, trl; print(json.dumps({'torch': torch.__version__, 'transformers': "
+            "transformers.__version__, 'trl': trl.__version__, 'gpu': torch.cuda.is_available() and "
+            "torch.cuda.get_device_name(0)}))")
     try:
-        t, tf, trl = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        found = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
     except (subprocess.CalledProcessError, ValueError):
         sys.exit(f"{python} cannot import torch, transformers and trl; install benchmarks/requirements.txt into a "
                  "venv (see benchmarks/README.md) and pass --python")
-    return {"torch": t, "transformers": tf, "trl": trl}
+    return found
 
 
 def main(argv=None) -> None:
@@ -305,11 +323,13 @@ def main(argv=None) -> None:
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
     info = versions(a.python)
     info["machine"] = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    if info["gpu"]:  # both sides then train on it (coati's strategy and TRL's Trainer take the GPU when there is one)
+        info["machine"] += f", GPU {info['gpu']}"
     info["load_start"] = os.getloadavg()[0]
     work = a.work or tempfile.mkdtemp(prefix="coati-bench-work-")
     setup = subprocess.run([a.python, os.path.join(HERE, "workloads.py"), "setup", "--work", work, "--sft_rows",
                             str(a.sft_steps * a.batch_size), "--rm_pairs", str(a.rm_steps * a.batch_size)],
-                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+                           capture_output=True, text=True, env=child_env())
     if setup.returncode != 0:
         sys.exit(f"setup of models and data failed:\n{setup.stderr[-3000:]}")
     offload = set(a.offload_models.split(",")) if a.offload_models else set()
@@ -329,16 +349,17 @@ def main(argv=None) -> None:
                     raw.write(json.dumps(r) + "\n")
                     raw.flush()
                     shown = r.get("error") or (f"{r['samples'] / r['seconds']:.2f} samples/s, "
-                                               f"{r['peak_rss_mb']:.0f} MB, load {r['load_avg']:.1f}")
+                                               f"{peak_mb(r):.0f} MB, load {r['load_avg']:.1f}")
                     print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
     ckpt = activation_checkpointing(a, work, raw) if a.checkpoint_batch and a.nproc == 1 else []
     raw.close()
     info["load_end"] = os.getloadavg()[0]
     rows = summarise(results, a)
+    info["memory"] = memory_label(results)
     text = markdown(rows, a, info) + checkpoint_table(ckpt, a)
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write(text)
-    chart(rows, os.path.join(a.out, "results.png"))
+    chart(rows, os.path.join(a.out, "results.png"), info["memory"])
     print(text)
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)

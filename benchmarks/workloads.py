@@ -484,6 +484,8 @@ def main(argv=None) -> None:
     result.update(side=a.side, stage=a.stage, model=a.model, offload=a.offload, grad_ckpt=a.grad_ckpt,
                   threads=torch.get_num_threads(),
                   peak_rss_mb=peak_rss_mb(), nproc=world_size())
+    if torch.cuda.is_available():  # both sides train on the GPU then: its memory is the one that limits a run
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if os.environ.get("RANK", "0") == "0":  # rank 0 reports; its span covers the synchronised training loop
         print("RESULT " + json.dumps(result), flush=True)
     from coati.strategies.base import end_process_group

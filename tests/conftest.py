@@ -57,5 +57,11 @@ def run_script(args: list[str], nproc: int = 0, timeout: int = 600) -> subproces
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     else:
         cmd = [sys.executable, *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def script_env() -> dict:
+    """A stage's environment: one thread, the project first on PYTHONPATH and what was there kept (a colossalai
+    installed with --target over the modern stack, say)."""
+    path = os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)

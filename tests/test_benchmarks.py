@@ -76,3 +76,44 @@ def test_ppo_phases_split_the_loop_by_event_order(monkeypatch):
     split = phases.result(now[0])
     assert split == pytest.approx({"generation": 3.5, "scoring": 1.5, "training": 9.0, "other": 1.0})
     assert sum(split.values()) == pytest.approx(now[0])
+
+
+def test_second_pass_and_cudnn_attention_switch_are_reported(efficiency):
+    """The timed batches run twice (a gap is per-shape setup); --no_cudnn_attention turns torch's backend off."""
+    import torch
+
+    try:
+        report = efficiency.main(["--model", "gpt2", *TINY, "--no_cudnn_attention"])
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+    assert report["cudnn_attention"] is False
+    assert report["seconds_per_step"] > 0 and report["seconds_per_step_again"] > 0
+
+
+def test_run_reports_gpu_memory_where_the_runs_had_a_gpu(monkeypatch):
+    """A GPU run's table gives accelerator memory (what --offload_frozen saves there); a CPU run's, peak RSS. The
+    measurements see the project first on PYTHONPATH and keep what was there."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))  # run.py imports its neighbour workloads.py
+    run = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "run.py"))
+    a = run.parse_args(["--repeats", "1", "--stages", "ppo", "--models", "gpt2"])
+
+    def result(side, gpu, offload=False):
+        r = {"side": side, "stage": "ppo", "model": "gpt2", "offload": offload, "repeat": 0, "samples": 32,
+             "tokens": 2400, "seconds": 2.0 if side == "ours" else 3.0, "cpu_seconds": 2.0, "steps": 2,
+             "peak_rss_mb": 1500.0}
+        return {**r, "peak_gpu_mb": gpu} if gpu is not None else r
+
+    info = {"machine": "m", "torch": "t", "transformers": "tf", "trl": "trl", "load_start": 0.0, "load_end": 0.0}
+    for gpu, label, figures in ((None, "peak RSS MB", ("| 1500 | 1500 |",)),
+                                ((300.0, 500.0, 260.0), "peak GPU MB", ("| 300 | 500 |", "--offload_frozen | 260 |"))):
+        results = [result("ours", gpu and gpu[0]), result("trl", gpu and gpu[1]),
+                   result("ours", gpu and gpu[2], offload=True)]
+        info["memory"] = run.memory_label(results)
+        text = run.markdown(run.summarise(results, a), a, info)
+        assert info["memory"] == label and f"ours {label} | TRL {label} |" in text
+        for figure in figures:
+            assert figure in text
+        assert ("On a CPU-only machine" in text) == (gpu is None)
+    monkeypatch.setenv("PYTHONPATH", "/opt/site")
+    assert run.child_env()["PYTHONPATH"].split(os.pathsep) == [ROOT, "/opt/site"]

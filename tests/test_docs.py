@@ -30,7 +30,7 @@ QUICKSTART = [
 FOREIGN = {"pip", "pytest", "git", "cd", "export", "source", ".", "ls", "cat", "tensorboard", "rm", "mkdir"}
 FLAG = re.compile(r"(?<![\w-])--[a-zA-Z][\w-]*")
 SHELL = {"bash", "sh", "shell", "console", ""}
-BENCHMARKS = ("benchmarks/run.py", "benchmarks/efficiency.py")  # programs with parsers of their own
+BENCHMARKS = ("benchmarks/run.py", "benchmarks/efficiency.py", "benchmarks/gpu_strategies.py")  # own parsers
 
 
 # -- parsers ----------------------------------------------------------------------------------------------

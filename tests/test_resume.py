@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_script, write_json
+from conftest import ROOT, run_script, script_env, write_json
 from safetensors.torch import load_file
 
 KO = [{"prompt": f"{w}에 대해 알려 주세요.", "completion": f"{w}은 정말 좋습니다. 감사합니다."}
@@ -17,8 +17,7 @@ KO = [{"prompt": f"{w}에 대해 알려 주세요.", "completion": f"{w}은 정�
 
 
 def _popen(args):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
