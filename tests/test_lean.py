@@ -7,6 +7,7 @@ import torch
 
 from coati.models import lean
 from coati.models.generation import causal_lm_logits, position_ids_from_mask, sample
+from coati.models.loading import enable_checkpointing
 from coati.models.registry import tiny_config
 from coati.models.value import ValueModel
 
@@ -150,7 +151,7 @@ def test_models_it_cannot_run_exactly_keep_transformers_forward(tokenizer):
     assert lean.plan(dropping) is not None  # eval mode: dropout is off
     assert lean.plan(dropping.train()) is None
 
-    model.gradient_checkpointing_enable()
+    enable_checkpointing(model)  # as --grad_checkpoint does
     model.train()
     assert lean.plan(model) is None
     with torch.no_grad():  # no backward, nothing to recompute

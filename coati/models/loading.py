@@ -139,9 +139,19 @@ def _finish(model, tokenizer, grad_checkpoint: bool, family: Family | None = Non
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if grad_checkpoint:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+        enable_checkpointing(model)
     return model
+
+
+def enable_checkpointing(model) -> None:
+    """Activation checkpointing of every layer (non-reentrant), and no KV cache, which it cannot keep."""
+    # transformers 5.2x renamed it (the old name warns, and goes in v6); 4.51, the ColossalAI pin, has only the old
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
 
 
 def load_causal_lm(path: str, family: Family, tokenizer, dtype: str = "fp32", trust_remote_code: bool = False,
