@@ -36,12 +36,12 @@ class MasterWeightAdamW(torch.optim.AdamW):
     under half a step is rounded away. An AdamW update moves a weight by about the learning rate, so at the
     stages' rates (SFT 2e-5, RM 5e-6, actor 1e-6) every weight above 256-512 x lr in magnitude, nearly all of
     them, would never train (measured on an H200: SFT loss 6.86 stepping bf16 weights against 3.28 with fp32
-    masters after 32 steps).
-    The masters accumulate the updates; the moments are fp32 too. ZeRO's and FSDP's bf16 modes do the same.
-    Memory per trained parameter: 2 (weight) + 2 (gradient) + 4 (master) + 8 (moments) bytes.
+    masters after 32 steps). The masters accumulate the updates; the moments are fp32 too. ZeRO's and FSDP's
+    bf16 modes do the same. Memory per trained parameter: 2 (weight) + 2 (gradient) + 4 (master) + 8 (moments) bytes.
 
     Parameters already in fp32 (a value head, LoRA adapters) are their own master. The fp32 copies of the
-    gradients are made CHUNK elements at a time, so stepping adds at most 4 x CHUNK bytes of memory.
+    gradients are made about CHUNK elements at a time (whole tensors), so stepping adds about 4 x CHUNK bytes
+    of memory, or one tensor's worth where a single tensor is larger.
     `state_dict` carries the masters, so a resumed run continues from them, not from the rounded weights."""
 
     CHUNK = 1 << 26
