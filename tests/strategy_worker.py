@@ -141,7 +141,8 @@ class PPO:
         from coati.trainer.ppo import PPOTrainer
 
         args, strategy = self.args, self.strategy
-        actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank, args.lora_alpha, 0.0)
+        actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank,
+                           args.lora_alpha, 0.0)
         critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank,
                             args.lora_alpha, 0.0, "SEQ_CLS")
         actor, actor_opt = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
@@ -150,7 +151,8 @@ class PPO:
             strategy.unwrap(m).eval()
         if self.samples is None:  # the rollout, once, from the starting weights
             initial = load_causal_lm(args.pretrain, self.family, self.tok, args.dtype).requires_grad_(False).eval()
-            reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype)).requires_grad_(False)
+            reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype))
+            reward.requires_grad_(False)
             gen = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, top_k=args.top_k)
             maker = ExperienceMaker(strategy, actor, critic, reward.eval().to(strategy.device),
                                     initial.to(strategy.device), self.tok, FixedKLController(args.kl_coef), gen)
