@@ -9,7 +9,8 @@ sides run under it, so they share one torch/transformers build. Every measuremen
 lands on both sides alike; the table reports medians over the repeats and the median of the per-repeat ratios.
 
 Writes <out>/results.md (the table, also printed), <out>/results.png (bar chart), <out>/results.jsonl (every
-raw measurement) and <out>/logs/ (each run's output).
+raw measurement) and <out>/logs/ (each run's output). The table and chart are rewritten after every repeat, so a
+run stopped early (a time limit on a lent machine) keeps the repeats it finished.
 """
 
 from __future__ import annotations
@@ -205,10 +206,15 @@ def summarise(results: list[dict], a) -> list[dict]:
     return rows
 
 
+def repeats(info: dict, a) -> str:
+    done = info.get("repeats_done", a.repeats)
+    return str(a.repeats) if done == a.repeats else f"{done} of {a.repeats}"
+
+
 def markdown(rows: list[dict], a, info: dict) -> str:
     out = [
         f"Machine: {info['machine']}; torch {info['torch']}, transformers {info['transformers']}, trl "
-        f"{info['trl']}; {a.threads} torch thread(s) per run; {a.repeats} interleaved repeats "
+        f"{info['trl']}; {a.threads} torch thread(s) per run; {repeats(info, a)} interleaved repeats "
         f"(ours, TRL, ours, TRL, ...); load average {info['load_start']:.1f} at start, {info['load_end']:.1f} at "
         "end (other engineers' jobs share the machine).",
         "",
@@ -302,8 +308,9 @@ def chart(rows: list[dict], path: str, memory: str) -> None:
     ax2.set_title("Peak memory")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(f"{path}.tmp", dpi=110, format="png")
     plt.close(fig)
+    os.replace(f"{path}.tmp", path)
 
 
 def versions(python: str) -> dict:
@@ -316,6 +323,20 @@ def versions(python: str) -> dict:
         sys.exit(f"{python} cannot import torch, transformers and trl; install benchmarks/requirements.txt into a "
                  "venv (see benchmarks/README.md) and pass --python")
     return found
+
+
+def report(results: list[dict], ckpt: list[dict], a, info: dict) -> str:
+    """Write <out>/results.md and results.png from the measurements so far; returns the markdown."""
+    info["load_end"] = os.getloadavg()[0]
+    info["memory"] = memory_label(results)
+    rows = summarise(results, a)
+    text = markdown(rows, a, info) + checkpoint_table(ckpt, a)
+    path = os.path.join(a.out, "results.md")
+    with open(f"{path}.tmp", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+    chart(rows, os.path.join(a.out, "results.png"), info["memory"])
+    return text
 
 
 def main(argv=None) -> None:
@@ -351,15 +372,11 @@ def main(argv=None) -> None:
                     shown = r.get("error") or (f"{r['samples'] / r['seconds']:.2f} samples/s, "
                                                f"{peak_mb(r):.0f} MB, load {r['load_avg']:.1f}")
                     print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
+        info["repeats_done"] = rep + 1
+        report(results, [], a, info)  # after every repeat: a run stopped early keeps its whole repeats
     ckpt = activation_checkpointing(a, work, raw) if a.checkpoint_batch and a.nproc == 1 else []
     raw.close()
-    info["load_end"] = os.getloadavg()[0]
-    rows = summarise(results, a)
-    info["memory"] = memory_label(results)
-    text = markdown(rows, a, info) + checkpoint_table(ckpt, a)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(text)
-    chart(rows, os.path.join(a.out, "results.png"), info["memory"])
+    text = report(results, ckpt, a, info)
     print(text)
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)

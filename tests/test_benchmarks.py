@@ -117,3 +117,35 @@ def test_run_reports_gpu_memory_where_the_runs_had_a_gpu(monkeypatch):
         assert ("On a CPU-only machine" in text) == (gpu is None)
     monkeypatch.setenv("PYTHONPATH", "/opt/site")
     assert run.child_env()["PYTHONPATH"].split(os.pathsep) == [ROOT, "/opt/site"]
+
+
+def test_run_writes_its_table_after_every_repeat(monkeypatch, tmp_path):
+    """A run stopped by a time limit in its second repeat (as on a lent GPU) keeps the first repeat's table."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    run = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "run.py"))
+    monkeypatch.setattr(run, "versions", lambda python: {"torch": "t", "transformers": "tf", "trl": "trl",
+                                                         "gpu": False})
+    real_run = run.subprocess.run
+
+    def setup_or_real(cmd, *args, **kwargs):  # the models and data setup is not needed here
+        if "setup" in cmd:
+            return types.SimpleNamespace(returncode=0, stderr="")
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(run.subprocess, "run", setup_or_real)
+
+    def run_one(a, work, side, stage, model, offload, tag, extra=()):
+        if tag.startswith("r1-"):
+            raise KeyboardInterrupt  # the limit strikes during the second repeat
+        return {"side": side, "stage": stage, "model": model, "offload": offload, "samples": 40, "tokens": 4000,
+                "seconds": 2.0 if side == "ours" else 3.0, "cpu_seconds": 2.0, "steps": 10, "peak_rss_mb": 500.0,
+                "load_avg": 0.0}
+
+    monkeypatch.setattr(run, "run_one", run_one)
+    out = tmp_path / "bench"
+    with pytest.raises(KeyboardInterrupt):
+        run.main(["--out", str(out), "--work", str(tmp_path / "work"), "--repeats", "2", "--stages", "sft",
+                  "--models", "gpt2", "--checkpoint_batch", "0"])
+    text = (out / "results.md").read_text()
+    assert "1 of 2 interleaved repeats" in text and "**1.50x** (1.50)" in text
+    assert not (out / "results.md.tmp").exists()
