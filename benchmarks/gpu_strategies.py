@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from run import child_env  # benchmarks/run.py: the project first on PYTHONPATH, a --target install kept
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATEGIES = ("naive", "ddp", "fsdp", "colossalai_zero2", "colossalai_zero2_cpu", "colossalai_gemini")
 WORDS = ["사과", "바다", "여행", "음악", "축구", "커피", "도서관", "한글", "우주", "기차", "김치", "산책"]
@@ -162,9 +164,7 @@ def run_one(stage: str, strategy: str, ctx: dict, args, ngpu: int) -> dict:
     cmd = [sys.executable, *launch, os.path.abspath(__file__), "--probe", script, "--",
            "--strategy", strategy, "--model", "llama", "--pretrain", ctx["model"], "--save_path", save,
            "--dtype", args.dtype, *stage_flags]
-    path = os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))  # keep a --target install
-    env = dict(os.environ, COATI_PROBE_OUT=probe_out, PYTHONPATH=path, HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="4")
+    env = child_env(COATI_PROBE_OUT=probe_out, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="4")
     start = time.perf_counter()
     try:
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
@@ -190,7 +190,7 @@ def run_one(stage: str, strategy: str, ctx: dict, args, ngpu: int) -> dict:
     return row
 
 
-def final(row: dict) -> str:
+def final_text(row: dict) -> str:
     value = row.get("final")
     return f"{value:.4f}" if isinstance(value, float) else ""
 
@@ -202,7 +202,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         ok = r["status"] == "ok"
         lines.append(f"{r['stage']:<5} {r['strategy']:<21} {'ok' if ok else r['status'].split(' ')[0]:<8} "
-                     f"{r.get('s_per_step') or '':>8} {r.get('peak_gib') or '':>9} {final(r):>7} {r.get('wall_s', ''):>7}  "
+                     f"{r.get('s_per_step') or '':>8} {r.get('peak_gib') or '':>9} {final_text(r):>7} {r.get('wall_s', ''):>7}  "
                      f"{'' if ok else r['status']}")
     return "\n".join(lines)
 
