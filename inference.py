@@ -76,8 +76,9 @@ def generate(model, tok, prompt: str, args) -> str:
     from coati.models.generation import sample
 
     ids = torch.tensor([encode_prompt(tok, prompt)])
-    out = sample(model, ids, torch.ones_like(ids), tok, args.max_new_tokens, do_sample=not args.greedy,
-                 top_k=args.top_k, top_p=args.top_p, temperature=args.temperature)
+    with torch.inference_mode():  # nothing here is trained: skip autograd's per-op bookkeeping too
+        out = sample(model, ids, torch.ones_like(ids), tok, args.max_new_tokens, do_sample=not args.greedy,
+                     top_k=args.top_k, top_p=args.top_p, temperature=args.temperature)
     return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 

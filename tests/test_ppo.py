@@ -53,6 +53,14 @@ def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
     assert exp.sequences.shape == (4, exp.prompt_len + a_max) == exp.attention_mask.shape
     assert exp.log_probs.shape == exp.values.shape == exp.advantages.shape == (4, a_max)
     assert exp.action_mask.sum(1).tolist() == [len(s.response) for s in samples]
+    # the rollout ran in inference mode; its minibatches are plain tensors that a loss with gradients can save
+    assert samples[0].log_probs.is_inference() and not any(t.is_inference() for t in vars(exp).values()
+                                                            if torch.is_tensor(t))
+    from coati.losses import policy_loss
+
+    new_log_probs = exp.log_probs.clone().requires_grad_(True)
+    policy_loss(new_log_probs, exp.log_probs, exp.advantages, exp.action_mask)[0].backward()
+    assert new_log_probs.grad is not None
     # recomputing the actor's log-probs on the re-padded batch gives the sampled ones (same positions)
     from coati.models.generation import causal_lm_logits
     from coati.ops import log_probs_from_logits

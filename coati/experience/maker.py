@@ -42,9 +42,12 @@ class ExperienceMaker:
             if self.offload_frozen:
                 model.to("cpu")
 
-    @torch.no_grad()
     def make(self, prompts: dict[str, torch.Tensor]) -> list[Sample]:
         """prompts: left-padded input_ids / attention_mask (B, P) -> B samples."""
+        with self.strategy.rollout_mode():
+            return self._make(prompts)
+
+    def _make(self, prompts: dict[str, torch.Tensor]) -> list[Sample]:
         device = self.strategy.device
         input_ids, prompt_mask = prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
         p = input_ids.shape[1]

@@ -121,6 +121,11 @@ class ColossalAIStrategy(DDPStrategy):
         booster, boosted = self._zero(optimizer)
         booster.backward(loss, boosted)
 
+    def rollout_mode(self):
+        # Not inference mode, as for FSDP: Gemini gathers chunks into buffers that training then writes in place,
+        # and ZeRO-2's hooks are untested with it.
+        return torch.no_grad()
+
     def generation_kwargs(self) -> dict:
         # Gemini gathers parameter chunks in forward: every rank must keep stepping until all are done.
         return {"synced_gpus": True} if self.kind == "gemini" and self.world_size > 1 else {}

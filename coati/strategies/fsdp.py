@@ -108,6 +108,11 @@ class FSDPStrategy(DDPStrategy):
             return contextlib.nullcontext()
         return _gradient_sync(model, sync)
 
+    def rollout_mode(self):
+        # Not inference mode: the all-gathered weights' buffers are made in the rollout's forwards and written in
+        # place by training's (PyTorch refuses that for inference tensors; seen in tests/test_strategies.py).
+        return torch.no_grad()
+
     def generation_kwargs(self) -> dict:
         # Every rank must keep running forward (and so the all-gathers) until the longest sample ends.
         return {"synced_gpus": True} if self.world_size > 1 else {}
