@@ -1,4 +1,4 @@
-"""Stage 3: experience shapes for every family, ptx alignment, and SFT -> RM -> PPO end to end."""
+"""Stage 3: experience shapes for every family, frozen-model offload, ptx alignment, and SFT -> RM -> PPO end to end."""
 
 from __future__ import annotations
 
@@ -74,6 +74,39 @@ def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
     torch.testing.assert_close(lp * exp.action_mask, exp.log_probs, atol=1e-4, rtol=1e-4)
     assert tail.shape == (4, a_max + 1, full.shape[-1])
     torch.testing.assert_close(tail, full[:, exp.prompt_len - 1:], atol=1e-5, rtol=1e-5)
+
+
+def test_offloaded_frozen_models_visit_the_device_only_to_score(tiny_models, tokenizer):
+    """--offload_frozen: the initial and reward models go to the strategy's device for their forward and back to
+    the CPU after it, and the samples are those of a run that keeps them resident."""
+    from coati.models.loading import load_causal_lm, load_sequence_scorer
+    from coati.models.registry import resolve_family
+
+    path = tiny_models("gpt2")
+    fam = resolve_family("gpt2", path)
+    actor, initial = (load_causal_lm(path, fam, tokenizer).eval() for _ in range(2))
+    critic, rm = (ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval() for _ in range(2))
+    strategy = Strategy()
+    strategy.device = torch.device("cpu", 0)  # a device name distinct from "cpu", so the moves can be told apart
+    events = []
+    for name, model in (("initial", initial), ("reward", rm)):
+        model.register_forward_pre_hook(lambda *_, name=name: events.append((name, "forward")))
+        move = model.to
+        model.to = lambda device, name=name, move=move: events.append((name, str(device))) or move(device)
+    prompts = PromptDataset(PROMPTS, tokenizer, 64)
+    batch = LeftPadCollator(tokenizer.pad_token_id)([prompts[i] for i in range(4)])
+    runs = {}
+    for offload in (False, True):
+        events.clear()
+        maker = ExperienceMaker(strategy, actor, critic, rm, initial, tokenizer, FixedKLController(0.1),
+                                dict(max_new_tokens=6), offload_frozen=offload)
+        torch.manual_seed(0)
+        runs[offload] = maker.make(batch)
+    assert events == [("initial", "cpu:0"), ("initial", "forward"), ("initial", "cpu"),
+                      ("reward", "cpu:0"), ("reward", "forward"), ("reward", "cpu")]
+    for resident, offloaded in zip(runs[False], runs[True]):
+        assert torch.equal(resident.response, offloaded.response) and resident.score == offloaded.score
+        assert torch.equal(resident.ref_log_probs, offloaded.ref_log_probs)
 
 
 def test_ptx_batches_are_aligned(tokenizer):
