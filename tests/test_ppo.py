@@ -20,21 +20,29 @@ PROMPTS = [{"instruction": q} for q in ["오늘 뭐 먹을까요?", "주말에 �
                                         "운동을 시작하고 싶어요.", "커피 추천해 주세요."]]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
+def rollout_models(path: str, family: str, tokenizer):
+    """(actor, initial model, critic, reward model) from one tiny checkpoint, all in eval mode."""
     from coati.models.loading import load_causal_lm, load_sequence_scorer
     from coati.models.registry import resolve_family
 
-    path = tiny_models(family)
     fam = resolve_family(family, path)
-    actor = load_causal_lm(path, fam, tokenizer).eval()
-    initial = load_causal_lm(path, fam, tokenizer).eval()
-    critic = ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval()
-    rm = ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval()
+    actor, initial = (load_causal_lm(path, fam, tokenizer).eval() for _ in range(2))
+    critic, rm = (ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval() for _ in range(2))
+    return actor, initial, critic, rm
+
+
+def prompt_batch(tokenizer):
+    """The first four PROMPTS, encoded, and left-padded into one batch."""
+    prompts = PromptDataset(PROMPTS, tokenizer, 64)
+    return prompts, LeftPadCollator(tokenizer.pad_token_id)([prompts[i] for i in range(4)])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
+    actor, initial, critic, rm = rollout_models(tiny_models(family), family, tokenizer)
     maker = ExperienceMaker(Strategy(), actor, critic, rm, initial, tokenizer, FixedKLController(0.1),
                             dict(max_new_tokens=6), gamma=1.0, lam=0.95)
-    prompts = PromptDataset(PROMPTS, tokenizer, 64)
-    batch = LeftPadCollator(tokenizer.pad_token_id)([prompts[i] for i in range(4)])
+    prompts, batch = prompt_batch(tokenizer)
     torch.manual_seed(0)
     samples = maker.make(batch)
     assert len(samples) == 4
@@ -79,13 +87,7 @@ def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
 def test_offloaded_frozen_models_visit_the_device_only_to_score(tiny_models, tokenizer):
     """--offload_frozen: the initial and reward models go to the strategy's device for their forward and back to
     the CPU after it, and the samples are those of a run that keeps them resident."""
-    from coati.models.loading import load_causal_lm, load_sequence_scorer
-    from coati.models.registry import resolve_family
-
-    path = tiny_models("gpt2")
-    fam = resolve_family("gpt2", path)
-    actor, initial = (load_causal_lm(path, fam, tokenizer).eval() for _ in range(2))
-    critic, rm = (ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval() for _ in range(2))
+    actor, initial, critic, rm = rollout_models(tiny_models("gpt2"), "gpt2", tokenizer)
     strategy = Strategy()
     strategy.device = torch.device("cpu", 0)  # a device name distinct from "cpu", so the moves can be told apart
     events = []
@@ -93,8 +95,7 @@ def test_offloaded_frozen_models_visit_the_device_only_to_score(tiny_models, tok
         model.register_forward_pre_hook(lambda *_, name=name: events.append((name, "forward")))
         move = model.to
         model.to = lambda device, name=name, move=move: events.append((name, str(device))) or move(device)
-    prompts = PromptDataset(PROMPTS, tokenizer, 64)
-    batch = LeftPadCollator(tokenizer.pad_token_id)([prompts[i] for i in range(4)])
+    _, batch = prompt_batch(tokenizer)
     runs = {}
     for offload in (False, True):
         events.clear()
