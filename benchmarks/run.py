@@ -8,7 +8,12 @@ sides run under it, so they share one torch/transformers build. Every measuremen
 (benchmarks/workloads.py), run in the order ours, TRL, ours, TRL, ... so that whatever else the machine is doing
 lands on both sides alike; the table reports medians over the repeats and the median of the per-repeat ratios.
 
-Writes <out>/results.md (the table, also printed), <out>/results.png (bar chart), <out>/results.jsonl (every
+After the timed repeats, one more run per stage, model and side counts the FLOPs of the same work (workloads.py
+--count_flops; --no_flops skips them), and the machine's fp32 matmul rate is measured before and after: the
+arithmetic table gives each side's FLOPs per sample or episode, its utilisation of that rate, and for PPO the
+episode coati's counted arithmetic alone would take.
+
+Writes <out>/results.md (the tables, also printed), <out>/results.png (bar chart), <out>/results.jsonl (every
 raw measurement) and <out>/logs/ (each run's output). The table and chart are rewritten after every repeat, so a
 run stopped early (a time limit on a lent machine) keeps the repeats it finished.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -59,6 +65,9 @@ def parse_args(argv=None):
     from workloads import add_work_args
 
     add_work_args(p)
+    p.add_argument("--no_flops", action="store_true",
+                   help="skip the counting runs (one per stage, model and side, after the timed repeats) that give "
+                        "each side's FLOPs per sample or episode and the arithmetic table")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per run. 1 by default: on a shared 2-core machine two OpenMP threads that "
                         "get descheduled spin at barriers and a step can take 10x longer, which then measures "
@@ -128,6 +137,22 @@ def activation_checkpointing(a, work: str, raw) -> list[dict]:
     return out
 
 
+def counting_runs(a, work: str, raw) -> list[dict]:
+    """One run per stage, model and side under workloads.py --count_flops: the FLOPs of the same work as the
+    timed runs (same seeds, data and lengths). Their own times are not used: the counter slows every op."""
+    out = []
+    for stage in a.stages.split(","):
+        for model in a.models.split(","):
+            for side in ("ours", "trl"):
+                tag = f"flops-{stage}-{model}-{side}"
+                r = run_one(a, work, side, stage, model, False, tag, ["--count_flops"])
+                raw.write(json.dumps(r) + "\n")
+                out.append(r)
+                shown = r.get("error") or f"{r['flops'] / 1e9:.1f} GFLOP"
+                print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
+    return out
+
+
 def checkpoint_table(runs: list[dict], a) -> str:
     ok = [r for r in runs if "error" not in r]
     if not ok:
@@ -161,8 +186,9 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def summarise(results: list[dict], a) -> list[dict]:
-    """One row per (stage, model): medians per side and the median of the paired per-repeat ratios."""
+def summarise(results: list[dict], a, counts: list[dict] = ()) -> list[dict]:
+    """One row per (stage, model): medians per side and the median of the paired per-repeat ratios; with the
+    counting runs, each side's FLOPs per unit of work (sample; episode for PPO) and, for PPO, per phase."""
     rows = []
     for stage in a.stages.split(","):
         for model in a.models.split(","):
@@ -202,6 +228,17 @@ def summarise(results: list[dict], a) -> list[dict]:
                 if off:
                     row["offload_mem"] = median([peak_mb(x) for x in off])
                     row["offload_episode_s"] = median([x["seconds"] / x["steps"] for x in off])
+            counted = {c["side"]: c for c in counts
+                       if c["stage"] == stage and c["model"] == model and "error" not in c}
+            if len(counted) == 2:
+                unit = "steps" if stage == "ppo" else "samples"
+                row["flops"] = {side: c["flops"] / c[unit] for side, c in counted.items()}
+                per_s = ({"ours": 1 / row["ours_episode_s"], "trl": 1 / row["trl_episode_s"]} if stage == "ppo"
+                         else {"ours": row["ours_sps"], "trl": row["trl_sps"]})
+                row["flops_per_s"] = {side: row["flops"][side] * per_s[side] for side in per_s}
+                if all("phase_flops" in c for c in counted.values()):
+                    row["phase_flops"] = {side: {k: v / c[unit] for k, v in c["phase_flops"].items()}
+                                          for side, c in counted.items()}
             rows.append(row)
     return rows
 
@@ -278,7 +315,56 @@ def markdown(rows: list[dict], a, info: dict) -> str:
     return "\n".join(out + ["", work]) + "\n"
 
 
-def chart(rows: list[dict], path: str, memory: str) -> None:
+def matmul_peak(a, info: dict) -> float:
+    """What utilisation is measured against: the higher of the matmul rates measured, for all the processes."""
+    measured = [x for x in info.get("matmul_rate", []) if not math.isnan(x)]
+    return max(measured) * a.nproc if measured else float("nan")
+
+
+def arithmetic_tables(rows: list[dict], a, info: dict) -> str:
+    """Each side's FLOPs for the same work, the rate it ran them at, and for PPO what that rate allows."""
+    rows = [r for r in rows if "flops" in r]
+    if not rows:
+        return ""
+    rates = info["matmul_rate"]
+    peak = matmul_peak(a, info)
+    out = ["", "Arithmetic: matmul and attention FLOPs of the same work, counted in one more run per stage, model "
+               "and side (workloads.py --count_flops; elementwise ops, norms and the optimizer are not counted), "
+               "against the machine's fp32 matmul rate measured as efficiency.py does, with the runs' threads: "
+               + ", ".join(f"{x / 1e9:.1f}" for x in rates) + " GFLOP/s (before, after the runs)"
+               + (f", x {a.nproc} processes" if a.nproc > 1 else "") + ". Utilisation: counted FLOPs per second "
+               "of the timed runs (medians) over the higher rate.", "",
+           "| stage | model | GFLOP per | ours | TRL | ours/TRL | ours GFLOP/s | TRL GFLOP/s | ours utilisation | "
+           "TRL utilisation |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ppo, done = r["stage"] == "ppo", r["flops_per_s"]
+        out.append(f"| {STAGE_NAMES[r['stage']]} | {r['model']} | {'episode' if ppo else 'sample'} | "
+                   f"{r['flops']['ours'] / 1e9:.2f} | {r['flops']['trl'] / 1e9:.2f} | "
+                   f"{r['flops']['ours'] / r['flops']['trl']:.2f} | {done['ours'] / 1e9:.1f} | {done['trl'] / 1e9:.1f} | "
+                   f"{100 * done['ours'] / peak:.0f}% | {100 * done['trl'] / peak:.0f}% |")
+    split = [r for r in rows if "phase_flops" in r and len(r.get("phases", {})) == 2]
+    if split:
+        out += ["", "PPO episode by phase: FLOPs, and the seconds they would take at the matmul rate beside the "
+                    "seconds measured (medians per episode):", "",
+                "| model | phase | ours GFLOP | TRL GFLOP | ours s at the rate | ours s | TRL s at the rate | TRL s |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
+        floors = []
+        for r in split:
+            f, t = r["phase_flops"], r["phases"]
+            for k in PHASES[:-1]:  # "other" holds no counted arithmetic
+                out.append(f"| {r['model']} | {k} | {f['ours'][k] / 1e9:.2f} | {f['trl'][k] / 1e9:.2f} | "
+                           f"{f['ours'][k] / peak:.2f} | {t['ours'][k]:.2f} | {f['trl'][k] / peak:.2f} | "
+                           f"{t['trl'][k]:.2f} |")
+            floor = r["flops"]["ours"] / peak
+            floors.append(f"{r['model']}: {floor:.2f} s of its {r['ours_episode_s']:.2f} s, against TRL's "
+                          f"{r['trl_episode_s']:.2f} s: {r['trl_episode_s'] / floor:.2f}x")
+        out += ["", "coati's episode if only its counted arithmetic took time, at the matmul rate, and the ratio to "
+                    "TRL's measured episode it would then reach (the target is "
+                    f"{split[0]['target']:.1f}x): " + "; ".join(floors) + "."]
+    return "\n".join(out) + "\n"
+
+
+def chart(rows: list[dict], path: str, memory: str, peak: float) -> None:
     try:
         import matplotlib
 
@@ -289,7 +375,9 @@ def chart(rows: list[dict], path: str, memory: str) -> None:
         return
     rows = [r for r in rows if not r.get("missing")]
     labels = [f"{STAGE_NAMES[r['stage']]}\n{r['model']}" for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    counted = [r for r in rows if "flops_per_s" in r]
+    fig, axes = plt.subplots(1, 3 if counted else 2, figsize=(18 if counted else 12, 4.5))
+    ax1, ax2 = axes[:2]
     x = range(len(rows))
     ax1.bar(x, [r["ratio"] for r in rows], color=["tab:green" if r["ratio"] >= r["target"] else "tab:red"
                                                   for r in rows])
@@ -307,16 +395,57 @@ def chart(rows: list[dict], path: str, memory: str) -> None:
     ax2.set_ylabel(f"{memory} of the run's process")
     ax2.set_title("Peak memory")
     ax2.legend()
+    if counted:  # the arithmetic table's utilisation: how much of the machine's matmul rate each side used
+        ax3, xc = axes[2], range(len(counted))
+        for offset, side, name in ((-w / 2, "ours", "coati"), (w / 2, "trl", "TRL")):
+            ax3.bar([i + offset for i in xc], [100 * r["flops_per_s"][side] / peak for r in counted], w, label=name)
+        ax3.set_xticks(list(xc), [f"{STAGE_NAMES[r['stage']]}\n{r['model']}" for r in counted], fontsize=8)
+        ax3.set_ylabel("counted FLOP/s, % of the measured matmul rate")
+        ax3.set_ylim(0, 110)  # room above the bars for the legend
+        ax3.set_title("Utilisation")
+        ax3.legend()
     fig.tight_layout()
     fig.savefig(f"{path}.tmp", dpi=110, format="png")
     plt.close(fig)
     os.replace(f"{path}.tmp", path)
 
 
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's name, with its family and model: a VM may report just "AMD EPYC", a name that has covered
+    machines 3x apart in matmul speed from one session to the next here."""
+    fields = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def matmul_rate(a, gpu: bool) -> float:
+    """The machine's fp32 matmul FLOP/s as one measurement process sees it (same interpreter and threads):
+    efficiency.py's best (n x n) @ (n x n), n = 2048 on the CPU, 8192 on a GPU."""
+    device, n = ("cuda", 8192) if gpu else ("cpu", 2048)
+    code = (f"import sys, torch; sys.path.insert(0, {HERE!r}); import efficiency; torch.set_num_threads({a.threads}); "
+            f"print(efficiency.matmul_flops_per_s(torch.device({device!r}), torch.float32, {n}))")
+    env = child_env(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    done = subprocess.run([a.python, "-c", code], capture_output=True, text=True, env=env)
+    try:
+        return float(done.stdout)
+    except ValueError:  # the timed runs still count; only utilisation goes missing
+        print(f"matmul rate not measured (utilisation left out): {done.stderr.strip()[-300:]}", file=sys.stderr)
+        return float("nan")
+
+
 def versions(python: str) -> dict:
     code = ("import json, torch, transformers, trl; print(json.dumps({'torch': torch.__version__, 'transformers': "
             "transformers.__version__, 'trl': trl.__version__, 'gpu': torch.cuda.is_available() and "
-            "torch.cuda.get_device_name(0)}))")
+            "torch.cuda.get_device_name(0), 'simd': torch.backends.cpu.get_cpu_capability()}))")
     try:
         found = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
     except (subprocess.CalledProcessError, ValueError):
@@ -325,17 +454,17 @@ def versions(python: str) -> dict:
     return found
 
 
-def report(results: list[dict], ckpt: list[dict], a, info: dict) -> str:
+def report(results: list[dict], ckpt: list[dict], a, info: dict, counts: list[dict] = ()) -> str:
     """Write <out>/results.md and results.png from the measurements so far; returns the markdown."""
     info["load_end"] = os.getloadavg()[0]
     info["memory"] = memory_label(results)
-    rows = summarise(results, a)
-    text = markdown(rows, a, info) + checkpoint_table(ckpt, a)
+    rows = summarise(results, a, counts)
+    text = markdown(rows, a, info) + arithmetic_tables(rows, a, info) + checkpoint_table(ckpt, a)
     path = os.path.join(a.out, "results.md")
     with open(f"{path}.tmp", "w") as f:
         f.write(text)
     os.replace(f"{path}.tmp", path)
-    chart(rows, os.path.join(a.out, "results.png"), info["memory"])
+    chart(rows, os.path.join(a.out, "results.png"), info["memory"], matmul_peak(a, info))
     return text
 
 
@@ -343,7 +472,7 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
     info = versions(a.python)
-    info["machine"] = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    info["machine"] = f"{os.cpu_count()} CPU cores, {cpu_name()}, torch's {info.get('simd')} kernels"
     if info["gpu"]:  # both sides then train on it (coati's strategy and TRL's Trainer take the GPU when there is one)
         info["machine"] += f", GPU {info['gpu']}"
     info["load_start"] = os.getloadavg()[0]
@@ -354,7 +483,10 @@ def main(argv=None) -> None:
     if setup.returncode != 0:
         sys.exit(f"setup of models and data failed:\n{setup.stderr[-3000:]}")
     offload = set(a.offload_models.split(",")) if a.offload_models else set()
-    results = []
+    # The machine's matmul rate, before the runs and after them: what "utilisation" is measured against, and a
+    # check on how much the machine moved meanwhile.
+    info["matmul_rate"] = [matmul_rate(a, info["gpu"])]
+    results, counts = [], []
     raw = open(os.path.join(a.out, "results.jsonl"), "w")
     for rep in range(a.repeats):
         for stage in a.stages.split(","):
@@ -374,9 +506,12 @@ def main(argv=None) -> None:
                     print(f"[bench] {tag}: {shown}", file=sys.stderr, flush=True)
         info["repeats_done"] = rep + 1
         report(results, [], a, info)  # after every repeat: a run stopped early keeps its whole repeats
+    if not a.no_flops:
+        counts = counting_runs(a, work, raw)
+    info["matmul_rate"].append(matmul_rate(a, info["gpu"]))
     ckpt = activation_checkpointing(a, work, raw) if a.checkpoint_batch and a.nproc == 1 else []
     raw.close()
-    text = report(results, ckpt, a, info)
+    text = report(results, ckpt, a, info, counts)
     print(text)
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)

@@ -8,7 +8,9 @@ run alone:
     python benchmarks/workloads.py run --work DIR --side trl  --stage ppo --model gptneox
 
 `run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps, the
-process's peak RSS and, for PPO, the loop's time by phase (`PPOPhases`). What "the training loop" is, per side:
+process's peak RSS and, for PPO, the loop's time by phase (`PPOPhases`). With --count_flops, also the span's
+matmul and attention FLOPs (`flop_counter`); that run's times are then not measurements. What "the training
+loop" is, per side:
 
   ours  wall time of the trainer's fit() (SFTTrainer / RewardModelTrainer / PPOTrainer), wrapped here; model
         loading, tokenisation, and the final save happen outside it and are not counted.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
@@ -113,17 +116,21 @@ def current_rss_mb() -> float:
 
 
 class Clock:
-    """Wall and CPU time (all threads of this process) of one span, plus the RSS when it started; with --profile, a cProfile of the span alone."""
+    """Wall and CPU time (all threads of this process) of one span, plus the RSS when it started; with --profile, a
+    cProfile of the span alone; with --count_flops, the FLOPs of the span's matmuls and attention."""
 
     profiler = None  # set by main() for --profile
+    counter = None  # set by main() for --count_flops: a FlopCounterMode (flop_counter())
 
     def __init__(self):
-        self.start = self.cpu_start = self.seconds = self.cpu_seconds = self.rss_before = None
+        self.start = self.cpu_start = self.seconds = self.cpu_seconds = self.rss_before = self.flops = None
 
     def begin(self):
         self.rss_before = current_rss_mb()
         if Clock.profiler is not None:
             Clock.profiler.enable()
+        if Clock.counter is not None:
+            Clock.counter.__enter__()
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def end(self):
@@ -131,6 +138,51 @@ class Clock:
         self.cpu_seconds = time.process_time() - self.cpu_start
         if Clock.profiler is not None:
             Clock.profiler.disable()
+        if Clock.counter is not None:
+            self.flops = counted_flops()
+            Clock.counter.__exit__(None, None, None)
+
+    def figures(self, phases: PPOPhases | None = None) -> dict:
+        """The span's figures for the RESULT line; with `phases`, the PPO loop's split of them."""
+        out = dict(seconds=self.seconds, cpu_seconds=self.cpu_seconds, rss_before=self.rss_before)
+        if phases is not None:
+            out["phases"] = phases.result(self.seconds)
+        if self.flops is not None:  # every rank does the same work: the run's FLOPs are rank 0's times the ranks
+            out["flops"] = self.flops * world_size()
+            if phases is not None:
+                out["phase_flops"] = {k: v * world_size() for k, v in phases.flop_split(self.flops).items()}
+        return out
+
+
+def flop_counter():
+    """torch's FlopCounterMode, also told the two ops its table lacks that these runs call on the CPU: oneDNN's
+    linear (coati's rollout, coati/models/onednn.py) and sdpa's CPU flash kernel (both sides' attention). Matmuls
+    and attention are what it counts; elementwise ops, norms and the optimizer are not FLOPs in this sense.
+    Attention counts the full T x T square, causal or not, as torch's own sdpa formula does."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def linear(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(out_shape) * x_shape[-1]  # (..., in) @ (in, out): 2 FLOPs per multiply-add
+
+    def attention(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+        b, h, s_q, d = q_shape
+        return 2 * 2 * b * h * s_q * k_shape[-2] * d  # Q K^T and P V, (s_q x d) @ (d x s_k) each
+
+    def attention_backward(grad_shape, q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * attention(q_shape, k_shape, v_shape)  # dV, dP, dQ, dK: four products of the forward's size
+
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.mkldnn._linear_pointwise: linear,
+        aten._scaled_dot_product_flash_attention_for_cpu: attention,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: attention_backward,
+    })
+
+
+def counted_flops() -> float:
+    """FLOPs counted so far in this process's --count_flops span (0 outside one)."""
+    return float(Clock.counter.get_total_flops()) if Clock.counter is not None else 0.0
 
 
 def time_method(cls, name: str, clock: Clock, before=None):
@@ -171,44 +223,61 @@ class PPOPhases:
     training    from the first forward with gradients to the last optimizer step of the episode
     other       the rest of the loop's span (prompt loading, logging and metrics, TRL's gc.collect)
     An episode starts at its first decoding call; the next decoding call (or the end) closes it.
+
+    Every boundary reads two meters, the clock and `counted_flops()`, so under --count_flops the same split is
+    made of the loop's FLOPs (`flop_split`).
     """
 
     def __init__(self):
-        self.generation = self.rollout = self.training = 0.0
+        self.generation = self.rollout = self.training = (0.0, 0.0)
         self._start = self._train_start = self._last_step = None
 
-    def generating(self, start: float, end: float) -> None:
+    @staticmethod
+    def read() -> tuple[float, float]:
+        return time.perf_counter(), counted_flops()
+
+    @staticmethod
+    def _add(total, start, end):
+        return tuple(t + e - s for t, s, e in zip(total, start, end))
+
+    def generating(self, start: tuple, end: tuple) -> None:
         if self._train_start is not None:
             self.close()
         if self._start is None:
             self._start = start
-        self.generation += end - start
+        self.generation = self._add(self.generation, start, end)
 
     def training_begins(self) -> None:
         if self._start is not None and self._train_start is None:
-            self._train_start = time.perf_counter()
-            self.rollout += self._train_start - self._start
+            self._train_start = self.read()
+            self.rollout = self._add(self.rollout, self._start, self._train_start)
 
     def stepped(self) -> None:
-        self._last_step = time.perf_counter()
+        self._last_step = self.read()
 
     def close(self) -> None:
         if self._train_start is not None and self._last_step is not None:
-            self.training += self._last_step - self._train_start
+            self.training = self._add(self.training, self._train_start, self._last_step)
         self._start = self._train_start = self._last_step = None
 
-    def result(self, total: float) -> dict:
+    def _split(self, meter: int, total: float) -> dict:
         self.close()
-        return {"generation": self.generation, "scoring": self.rollout - self.generation, "training": self.training,
-                "other": total - self.rollout - self.training}
+        gen, roll, train = self.generation[meter], self.rollout[meter], self.training[meter]
+        return {"generation": gen, "scoring": roll - gen, "training": train, "other": total - roll - train}
+
+    def result(self, total_seconds: float) -> dict:
+        return self._split(0, total_seconds)
+
+    def flop_split(self, total_flops: float) -> dict:
+        return self._split(1, total_flops)
 
     def timed_generation(self, fn):
         def wrapped(*a, **k):
-            start = time.perf_counter()
+            start = self.read()
             try:
                 return fn(*a, **k)
             finally:
-                self.generating(start, time.perf_counter())
+                self.generating(start, self.read())
         return wrapped
 
 
@@ -237,7 +306,7 @@ def ours_sft(a) -> dict:
                                     "--accumulation_steps", "1", "--max_epochs", "1", "--lr", "2e-5",
                                     "--log_interval", "1"] + (["--grad_checkpoint"] if a.grad_ckpt else [])
     out = train_sft.main(train_sft.parse_args(argv))
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=out["steps"], **seen)
+    return dict(**clock.figures(), steps=out["steps"], **seen)
 
 
 def ours_rm(a) -> dict:
@@ -255,7 +324,7 @@ def ours_rm(a) -> dict:
                                    "--eval_split", "0", "--batch_size", str(a.batch_size), "--max_epochs", "1",
                                    "--lr", "5e-6", "--loss_fn", "log_sig", "--log_interval", "1"]
     out = train_reward_model.main(train_reward_model.parse_args(argv))
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=out["steps"], **seen)
+    return dict(**clock.figures(), steps=out["steps"], **seen)
 
 
 def ours_ppo(a) -> dict:
@@ -298,8 +367,7 @@ def ours_ppo(a) -> dict:
     # Every rank rolls out the same number of prompts: the global counts are rank 0's times the ranks (tokens
     # to within the prompts' length differences).
     seen = {k: v * world_size() for k, v in seen.items()}
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before,
-                steps=len(out["history"]), phases=phases.result(clock.seconds), **seen)
+    return dict(**clock.figures(phases), steps=len(out["history"]), **seen)
 
 
 # -- TRL ------------------------------------------------------------------------------------------------------
@@ -347,7 +415,7 @@ def trl_sft(a) -> dict:
                          processing_class=trl_tokenizer(a), callbacks=[span_callback(clock)])
     lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
     trainer.train()
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step,
+    return dict(**clock.figures(), steps=trainer.state.global_step,
                 samples=len(lengths), tokens=sum(lengths))
 
 
@@ -370,7 +438,7 @@ def trl_rm(a) -> dict:
     ds = trainer.train_dataset
     tokens = sum(len(c) + len(r) for c, r in zip(ds["chosen_ids"], ds["rejected_ids"]))
     trainer.train()
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before, steps=trainer.state.global_step,
+    return dict(**clock.figures(), steps=trainer.state.global_step,
                 samples=len(ds), tokens=tokens)
 
 
@@ -427,8 +495,7 @@ def trl_ppo(a) -> dict:
     ppo_mod.batch_generation = counted
     trainer.train()
     seen = {k: v * world_size() for k, v in seen.items()}  # rank 0's rollouts; every rank makes as many
-    return dict(seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, rss_before=clock.rss_before,
-                steps=trainer.state.global_step, phases=phases.result(clock.seconds), **seen)
+    return dict(**clock.figures(phases), steps=trainer.state.global_step, **seen)
 
 
 RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): ours_ppo,
@@ -461,6 +528,9 @@ def main(argv=None) -> None:
     r.add_argument("--offload", action="store_true", help="coati PPO with --offload_frozen")
     r.add_argument("--grad_ckpt", action="store_true", help="coati SFT with --grad_checkpoint")
     r.add_argument("--profile", default=None, help="write a cProfile of the timed span (the training loop) to this file")
+    r.add_argument("--count_flops", action="store_true",
+                   help="count the span's matmul and attention FLOPs (flop_counter); slows the run, so its time is "
+                        "not a measurement")
     r.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides alike)")
     add_work_args(r)
     a = p.parse_args(argv)
@@ -478,10 +548,13 @@ def main(argv=None) -> None:
         import cProfile
 
         Clock.profiler = cProfile.Profile()
+    if a.count_flops:
+        Clock.counter = flop_counter()
     result = fn(a)
     if a.profile:
         Clock.profiler.dump_stats(a.profile)
     result.update(side=a.side, stage=a.stage, model=a.model, offload=a.offload, grad_ckpt=a.grad_ckpt,
+                  counting=a.count_flops,
                   threads=torch.get_num_threads(),
                   peak_rss_mb=peak_rss_mb(), nproc=world_size())
     if torch.cuda.is_available():  # both sides train on the GPU then: its memory is the one that limits a run

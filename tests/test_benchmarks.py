@@ -5,6 +5,7 @@ Figures only, no timing asserted: what is checked is which model is timed and th
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import types
@@ -55,6 +56,7 @@ def test_ppo_phases_split_the_loop_by_event_order(monkeypatch):
     workloads = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "workloads.py"))
     now = [0.0]
     monkeypatch.setattr(workloads, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(workloads, "counted_flops", lambda: now[0] * 1e9)  # a FLOP meter that runs with the clock
     phases = workloads.PPOPhases()
 
     def decode(seconds):
@@ -76,6 +78,39 @@ def test_ppo_phases_split_the_loop_by_event_order(monkeypatch):
     split = phases.result(now[0])
     assert split == pytest.approx({"generation": 3.5, "scoring": 1.5, "training": 9.0, "other": 1.0})
     assert sum(split.values()) == pytest.approx(now[0])
+    # The FLOP meter is read at the same boundaries, so its split is the clock's, in GFLOP.
+    assert phases.flop_split(now[0] * 1e9) == pytest.approx({k: v * 1e9 for k, v in split.items()})
+
+
+def test_flop_counter_counts_the_cpu_ops_torch_leaves_out():
+    """oneDNN's linear (coati's rollout) counts as F.linear does; sdpa's CPU flash kernel, forward and backward,
+    as the same attention written out in matmuls, which torch's own table counts."""
+    import torch
+    import torch.nn.functional as F
+
+    workloads = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "workloads.py"))
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(3, 5, 16, generator=g), torch.randn(24, 16, generator=g), torch.randn(24, generator=g)
+
+    def counted(fn):
+        with workloads.flop_counter() as counter:
+            fn()
+        return counter.get_total_flops()
+
+    onednn = counted(lambda: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""))
+    assert onednn == counted(lambda: F.linear(x, w, b)) == 2 * 3 * 5 * 24 * 16
+
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=g, requires_grad=True) for _ in range(3))
+
+    def flash():
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+
+    def written_out():
+        scores = (q @ k.transpose(-1, -2)) / 8 ** 0.5
+        (scores.softmax(-1) @ v).sum().backward()
+
+    assert counted(flash) == counted(written_out) == 3 * 4 * 2 * 3 * 7 * 7 * 8  # forward 2 products, backward 4
 
 
 def test_second_pass_and_cudnn_attention_switch_are_reported(efficiency):
@@ -142,6 +177,7 @@ def test_run_writes_its_table_after_every_repeat(monkeypatch, tmp_path):
                 "load_avg": 0.0}
 
     monkeypatch.setattr(run, "run_one", run_one)
+    monkeypatch.setattr(run, "matmul_rate", lambda a, gpu: 50e9)
     out = tmp_path / "bench"
     with pytest.raises(KeyboardInterrupt):
         run.main(["--out", str(out), "--work", str(tmp_path / "work"), "--repeats", "2", "--stages", "sft",
@@ -149,3 +185,52 @@ def test_run_writes_its_table_after_every_repeat(monkeypatch, tmp_path):
     text = (out / "results.md").read_text()
     assert "1 of 2 interleaved repeats" in text and "**1.50x** (1.50)" in text
     assert not (out / "results.md.tmp").exists()
+
+
+def test_run_counts_each_sides_flops_and_reports_what_the_matmul_rate_allows(monkeypatch, tmp_path):
+    """After the timed repeats, one --count_flops run per side; the arithmetic table divides their FLOPs by the
+    work and by the timed runs' seconds, and gives the episode coati's arithmetic alone would take."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    run = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "run.py"))
+    monkeypatch.setattr(run, "versions", lambda python: {"torch": "t", "transformers": "tf", "trl": "trl",
+                                                         "gpu": False, "simd": "AVX2"})
+    monkeypatch.setattr(run.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0, stderr=""))
+    rates = iter([40e9, 50e9])  # before and after the runs
+    monkeypatch.setattr(run, "matmul_rate", lambda a, gpu: next(rates))
+    calls = []
+
+    def run_one(a, work, side, stage, model, offload, tag, extra=()):
+        calls.append((tag, tuple(extra)))
+        r = {"side": side, "stage": stage, "model": model, "offload": offload, "samples": 32, "tokens": 2400,
+             "steps": 2, "peak_rss_mb": 500.0, "load_avg": 0.0, "cpu_seconds": 2.0,
+             "seconds": 2.0 if side == "ours" else 3.0,  # 1.0 and 1.5 s per episode
+             "phases": {"generation": 0.5, "scoring": 0.5, "training": 1.0, "other": 0.0}}
+        if "--count_flops" in extra:
+            gflop = {"ours": 20, "trl": 24}[side]  # 10 and 12 GFLOP per episode
+            r.update(flops=gflop * 1e9, phase_flops={"generation": 2e9, "scoring": 4e9,
+                                                     "training": (gflop - 6) * 1e9, "other": 0.0})
+        return r
+
+    monkeypatch.setattr(run, "run_one", run_one)
+    out = tmp_path / "bench"
+    run.main(["--out", str(out), "--work", str(tmp_path / "work"), "--repeats", "1", "--stages", "ppo",
+              "--models", "gpt2", "--offload_models", "", "--checkpoint_batch", "0"])
+    assert [c for c in calls if c[1]] == [("flops-ppo-gpt2-ours", ("--count_flops",)),
+                                          ("flops-ppo-gpt2-trl", ("--count_flops",))]
+    text = (out / "results.md").read_text()
+    assert f"CPU cores, {run.cpu_name()}, torch's AVX2 kernels" in text
+    assert "40.0, 50.0 GFLOP/s (before, after the runs)" in text
+    # per episode: 10 and 12 GFLOP; at 1.0 and 1.5 s, 10 and 8 GFLOP/s, 20% and 16% of the higher rate
+    assert "| PPO episode | gpt2 | episode | 10.00 | 12.00 | 0.83 | 10.0 | 8.0 | 20% | 16% |" in text
+    assert "| gpt2 | training | 7.00 | 9.00 | 0.14 | 0.50 | 0.18 | 0.50 |" in text
+    # 10 GFLOP at 50 GFLOP/s is 0.2 s; TRL's 1.5 s episode over that
+    assert "gpt2: 0.20 s of its 1.00 s, against TRL's 1.50 s: 7.50x" in text
+    counted = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sum("flops" in r for r in counted) == 2
+
+
+def test_cpu_name_keeps_family_and_model(tmp_path):
+    run = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "run.py"))
+    block = "processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n\n"
+    (tmp_path / "cpuinfo").write_text(block.format(0) + block.format(1))
+    assert run.cpu_name(str(tmp_path / "cpuinfo")) == "AMD EPYC (family 23, model 1)"
