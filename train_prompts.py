@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -37,6 +38,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--num_update_steps", type=int, default=5, help="passes over the episode's buffer")
     p.add_argument("--experience_batch_size", type=int, default=8, help="prompts per rollout batch")
     p.add_argument("--train_batch_size", type=int, default=8, help="samples per PPO minibatch")
+    p.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
+                   help="put rollouts of similar length in the same PPO minibatch (less padding)")
     p.add_argument("--ptx_batch_size", type=int, default=1, help="pretrain rows per minibatch for the ptx loss")
     p.add_argument("--ptx_coef", type=float, default=0.9,
                    help="actor loss = (1 - ptx_coef) * policy_loss + ptx_coef * ptx_loss (with --pretrain_dataset)")
@@ -175,7 +178,7 @@ def main(args) -> dict:
     trainer = PPOTrainer(strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
                          ptx_loader, args.num_episodes, args.num_collect_steps, args.num_update_steps,
                          args.train_batch_size, args.ptx_coef, args.eps_clip, args.value_clip, args.vf_coef,
-                         args.max_grad_norm, None, args.seed, ckpt, args.skip_nonfinite)
+                         args.max_grad_norm, None, args.seed, ckpt, args.skip_nonfinite, args.group_by_length)
     logger = resume_and_open_log(trainer, ckpt, args, "ppo", strategy, args_record(args))
 
     if eval_prompts and not args.resume_checkpoint:  # a resumed run restored it from the checkpoint

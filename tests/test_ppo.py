@@ -110,6 +110,43 @@ def test_offloaded_frozen_models_visit_the_device_only_to_score(tiny_models, tok
         assert torch.equal(resident.ref_log_probs, offloaded.ref_log_probs)
 
 
+def test_update_minibatches_group_rollouts_of_similar_length():
+    """Each pass over the buffer uses every sample once, in minibatches of train_batch_size (the short one
+    last). Grouped, they hold less padding than the plain shuffle (which stays as it was), whether the prompts
+    or the responses are the lengths that vary."""
+    import types
+
+    from coati.trainer.ppo import PPOTrainer
+
+    spread = [10 + (7 * i) % 41 for i in range(22)]  # 22 distinct lengths, 10..50, in no order
+    trainer = types.SimpleNamespace(train_batch_size=4)  # all that minibatches() reads
+
+    def passes(sizes, seed=3, count=2):
+        gen = torch.Generator().manual_seed(seed)
+        return [PPOTrainer.minibatches(trainer, 22, gen, sizes) for _ in range(count)]
+
+    def padding(batches, sizes):  # positions collate adds: up to the longest prompt plus the longest response
+        return sum(len(b) * (max(sizes[i][0] for i in b) + max(sizes[i][1] for i in b)) - sum(sizes[i][0] +
+                   sizes[i][1] for i in b) for b in batches)
+
+    shuffled = passes(None)
+    gen = torch.Generator().manual_seed(3)
+    order = torch.randperm(22, generator=gen).tolist()
+    assert shuffled[0] == [order[i:i + 4] for i in range(0, 22, 4)]  # --no-group_by_length: as before
+    for varied in (0, 1):  # prompts of varied length and responses alike, then the other way round
+        sizes = [(n, 16) if varied == 0 else (16, n) for n in spread]
+        grouped = passes(sizes)
+        for batches in grouped + shuffled:
+            assert sorted(i for b in batches for i in b) == list(range(22))
+            assert [len(b) for b in batches] == [4, 4, 4, 4, 4, 2]
+        assert padding(grouped[0], sizes) < 0.5 * padding(shuffled[0], sizes)
+        for batches in grouped:  # sorted within the (single) mega-batch: no minibatch's lengths overlap another's
+            spans = sorted((min(spread[i] for i in b), max(spread[i] for i in b)) for b in batches)
+            assert all(hi < lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+        # A buffer of one mega-batch meets the same groups in every pass, in a new order.
+        assert grouped[0] != grouped[1] and sorted(grouped[0]) == sorted(grouped[1])
+
+
 def test_ptx_batches_are_aligned(tokenizer):
     rows = [{"instruction": f"질문 {i}", "output": "대답 " * (i + 1)} for i in range(5)]
     ds = SFTDataset(rows, tokenizer, 128)

@@ -50,7 +50,7 @@ class PPOTrainer:
                  ptx_loader=None, num_episodes: int = 10, num_collect_steps: int = 1, num_update_steps: int = 1,
                  train_batch_size: int = 8, ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2,
                  vf_coef: float = 1.0, max_grad_norm: float = 1.0, logger=None, seed: int = 42, checkpointer=None,
-                 skip_nonfinite: bool = False):
+                 skip_nonfinite: bool = False, group_by_length: bool = True):
         self.strategy, self.actor, self.critic = strategy, actor, critic
         self.actor_optim, self.critic_optim, self.maker = actor_optim, critic_optim, maker
         self.prompt_loader, self.ptx_loader, self.tokenizer = prompt_loader, ptx_loader, tokenizer
@@ -58,7 +58,7 @@ class PPOTrainer:
         self.num_update_steps, self.train_batch_size = num_update_steps, train_batch_size
         self.ptx_coef, self.eps_clip, self.value_clip, self.vf_coef = ptx_coef, eps_clip, value_clip, vf_coef
         self.max_grad_norm, self.logger, self.seed = max_grad_norm, logger, seed
-        self.checkpointer, self.skip_nonfinite = checkpointer, skip_nonfinite
+        self.checkpointer, self.skip_nonfinite, self.group_by_length = checkpointer, skip_nonfinite, group_by_length
         self.episode = self.global_step = 0
         self.history: list[dict] = []
         self.eval_before: float | None = None  # held-out reward before PPO, kept across a resume
@@ -108,17 +108,41 @@ class PPOTrainer:
     def _update(self, samples: list[Sample]) -> dict:
         """num_update_steps passes over the buffer; returns the mean of each figure over all minibatches."""
         gen = torch.Generator().manual_seed(self.seed * 100003 + self.episode)
+        sizes = [(len(s.prompt), len(s.response)) for s in samples] if self.group_by_length else None
         totals: dict[str, float] = {}
         n = 0
         for _ in range(self.num_update_steps):
-            order = torch.randperm(len(samples), generator=gen).tolist()
-            for start in range(0, len(order), self.train_batch_size):
-                batch = collate([samples[i] for i in order[start:start + self.train_batch_size]],
-                                self.tokenizer.pad_token_id)
+            for indices in self.minibatches(len(samples), gen, sizes):
+                batch = collate([samples[i] for i in indices], self.tokenizer.pad_token_id)
                 for k, v in self.train_step(batch.to(self.strategy.device)).items():
                     totals[k] = totals.get(k, 0.0) + v
                 n += 1
         return {k: v / n for k, v in totals.items()}
+
+    def minibatches(self, n: int, gen: torch.Generator,
+                    sizes: list[tuple[int, int]] | None = None) -> list[list[int]]:
+        """One pass over a buffer of n samples: minibatches of train_batch_size indices, each index once.
+
+        Shuffled; with `sizes` (each sample's prompt and response length), grouped as SFT's batches are
+        (LengthGroupedSampler: sorted within mega-batches of 32 minibatches, then the minibatches shuffled),
+        because `collate` pads every sample to the minibatch's longest prompt plus its longest response and the
+        update runs over the padding too. The sort key is the prompt length, the response length or their sum,
+        whichever pads this buffer least: prompts spread wider than responses in one dataset, and the other way
+        round in the next. A buffer of up to 32 minibatches is one mega-batch, so every pass then meets the
+        same groups in a new order. Every rank has as many minibatches as without grouping, which DDP needs."""
+        from coati.strategies.base import LengthGroupedSampler
+
+        if sizes is None:
+            order = torch.randperm(n, generator=gen).tolist()
+            return [order[i:i + self.train_batch_size] for i in range(0, n, self.train_batch_size)]
+        seed = int(torch.randint(2**31, (1,), generator=gen))
+
+        def padded(batches):
+            return sum(len(b) * (max(sizes[i][0] for i in b) + max(sizes[i][1] for i in b)) for b in batches)
+
+        candidates = [LengthGroupedSampler([key(p, a) for p, a in sizes], self.train_batch_size, seed=seed)
+                      .global_batches() for key in (lambda p, a: p, lambda p, a: a, lambda p, a: p + a)]
+        return min(candidates, key=padded)  # the first of equals: by prompt length when responses are alike
 
     def train_step(self, exp) -> dict:
         """One actor and one critic update on a minibatch. Returns the step's figures."""
