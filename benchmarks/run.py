@@ -82,6 +82,12 @@ def child_env(**extra) -> dict:
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
+def measurement_env(a) -> dict:
+    """What every measurement process runs under: the runs' thread count, offline, quiet tokenizers."""
+    return child_env(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false",
+                     HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
+
 def run_one(a, work: str, side: str, stage: str, model: str, offload: bool, tag: str, extra=()) -> dict:
     scratch = tempfile.mkdtemp(prefix="coati-bench-run-")
     launcher = [a.python] if a.nproc == 1 else \
@@ -92,8 +98,7 @@ def run_one(a, work: str, side: str, stage: str, model: str, offload: bool, tag:
     if offload:
         cmd.append("--offload")
     cmd += list(extra)  # later flags win: a memory-option run's own --batch_size
-    env = child_env(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), TOKENIZERS_PARALLELISM="false",
-                    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = measurement_env(a)
     log = os.path.join(a.out, "logs", f"{tag}.log")
     start = time.time()
     try:
@@ -374,7 +379,10 @@ def chart(rows: list[dict], path: str, memory: str, peak: float) -> None:
         print("matplotlib not installed: no chart", file=sys.stderr)
         return
     rows = [r for r in rows if not r.get("missing")]
-    labels = [f"{STAGE_NAMES[r['stage']]}\n{r['model']}" for r in rows]
+    def label(r):
+        return f"{STAGE_NAMES[r['stage']]}\n{r['model']}"
+
+    labels = [label(r) for r in rows]
     counted = [r for r in rows if "flops_per_s" in r]
     fig, axes = plt.subplots(1, 3 if counted else 2, figsize=(18 if counted else 12, 4.5))
     ax1, ax2 = axes[:2]
@@ -399,7 +407,7 @@ def chart(rows: list[dict], path: str, memory: str, peak: float) -> None:
         ax3, xc = axes[2], range(len(counted))
         for offset, side, name in ((-w / 2, "ours", "coati"), (w / 2, "trl", "TRL")):
             ax3.bar([i + offset for i in xc], [100 * r["flops_per_s"][side] / peak for r in counted], w, label=name)
-        ax3.set_xticks(list(xc), [f"{STAGE_NAMES[r['stage']]}\n{r['model']}" for r in counted], fontsize=8)
+        ax3.set_xticks(list(xc), [label(r) for r in counted], fontsize=8)
         ax3.set_ylabel("counted FLOP/s, % of the measured matmul rate")
         ax3.set_ylim(0, 110)  # room above the bars for the legend
         ax3.set_title("Utilisation")
@@ -433,8 +441,7 @@ def matmul_rate(a, gpu: bool) -> float:
     device, n = ("cuda", 8192) if gpu else ("cpu", 2048)
     code = (f"import sys, torch; sys.path.insert(0, {HERE!r}); import efficiency; torch.set_num_threads({a.threads}); "
             f"print(efficiency.matmul_flops_per_s(torch.device({device!r}), torch.float32, {n}))")
-    env = child_env(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    done = subprocess.run([a.python, "-c", code], capture_output=True, text=True, env=env)
+    done = subprocess.run([a.python, "-c", code], capture_output=True, text=True, env=measurement_env(a))
     try:
         return float(done.stdout)
     except ValueError:  # the timed runs still count; only utilisation goes missing
