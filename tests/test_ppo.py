@@ -202,6 +202,10 @@ def test_sft_rm_ppo_end_to_end_ddp_with_ptx(tiny_models, tmp_path):
     assert len(episodes) == 8
     for key in ("reward", "kl", "policy_loss", "value_loss", "ptx_loss", "clipfrac", "entropy", "response_len"):
         assert key in episodes[0], key
+    for r in episodes:  # 6 rollouts on each of the 2 ranks per episode, over its rollout and update time
+        assert r["rollout_s"] > 0 and r["update_s"] > 0
+        assert r["samples_per_s"] * (r["rollout_s"] + r["update_s"]) == pytest.approx(12)
+        assert r["tokens_per_s"] / r["samples_per_s"] > r["response_len"]  # prompt tokens count too
     first = sum(r["reward"] for r in episodes[:2]) / 2
     last = sum(r["reward"] for r in episodes[-2:]) / 2
     assert last > first, [r["reward"] for r in episodes]

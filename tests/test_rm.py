@@ -158,6 +158,12 @@ def test_train_reward_model_ddp_learns_held_out_rankings(tiny_models, tmp_path):
     assert (out / "rm_accuracy.png").exists()
 
     tok = AutoTokenizer.from_pretrained(out)
+    # Throughput counts pairs on both ranks, and both sides' real tokens: per pair, within the data's range.
+    sizes = [len(c) + len(r) for c, r in PreferenceDataset(rows_to_pairs(_ranking_rows(120, 0)), tok, 128).items]
+    train_rows = [r for r in records if "split" not in r]
+    assert train_rows and all(r["samples_per_s"] > 0 for r in train_rows)
+    per_pair = [round(r["tokens_per_s"] / r["samples_per_s"], 6) for r in train_rows]  # both rates share one span
+    assert all(min(sizes) <= x <= max(sizes) for x in per_pair), (sizes, per_pair)
     hf = AutoModelForSequenceClassification.from_pretrained(out).eval()
     pairs = rows_to_pairs(held_rows)
     ds = PreferenceDataset(pairs, tok, 128)

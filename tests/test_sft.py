@@ -162,6 +162,15 @@ def test_train_sft_ddp_korean_end_to_end(tiny_models, tmp_path, family, lora):
     for f in ("config.json", "model.safetensors", "tokenizer.json", "args.json", "metrics.jsonl", "sft_loss.png"):
         assert (out / f).exists(), f
     keys = Keys("prompt", "input", "completion")
+    # Throughput counts both ranks' rows and their real tokens: per row, between the shortest and longest row.
+    from transformers import AutoTokenizer
+
+    ds = SFTDataset(KO_ROWS, AutoTokenizer.from_pretrained(out), 256, "ko", keys)
+    lengths = [len(ds[i]["input_ids"]) for i in range(len(ds))]
+    train = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "split" not in r]
+    assert train and all(r["samples_per_s"] > 0 for r in train)
+    per_row = [round(r["tokens_per_s"] / r["samples_per_s"], 6) for r in train]  # both rates share one span
+    assert all(min(lengths) <= x <= max(lengths) for x in per_row), (lengths, per_row)
     before = _loss_on(tiny_models(family), KO_ROWS, keys, "ko")
     after = _loss_on(str(out), KO_ROWS, keys, "ko")
     # LoRA on a random tiny model moves less (frozen random embeddings), but must still clearly learn.
@@ -184,6 +193,32 @@ def test_train_sft_naive_custom_keys_english_jsonl(tiny_models, tmp_path):
     assert "### Input:" in build_prompt(rows[0]["q"], rows[0]["ctx"], "en")
     assert _loss_on(str(out), rows, Keys("q", "ctx", "a"), "en") < _loss_on(tiny_models("gptneox"), rows,
                                                                             Keys("q", "ctx", "a"), "en")
+
+
+def test_throughput_sums_the_ranks_and_leaves_out_paused_time(monkeypatch):
+    import types
+
+    from coati.trainer import metrics
+
+    now = [100.0]
+    monkeypatch.setattr(metrics, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    class TwoRanks:  # the other rank counted as much as this one
+        def all_reduce(self, t, op):
+            assert op == "sum" and t.dtype == torch.float64
+            return t * 2
+
+    speed = metrics.Throughput(TwoRanks())
+    speed.add(4, 300)
+    now[0] += 1.0
+    with speed.paused():  # an evaluation or a checkpoint save
+        now[0] += 5.0
+    speed.add(4, 100)
+    now[0] += 1.0
+    assert speed.read() == {"samples_per_s": 8.0, "tokens_per_s": 400.0}  # 16 rows, 800 tokens in 2 s
+    speed.add(1, 10)
+    now[0] += 0.5
+    assert speed.read() == {"samples_per_s": 4.0, "tokens_per_s": 40.0}  # each reading starts afresh
 
 
 def test_gpt2_loads_with_fused_gelu_and_the_same_outputs(tiny_models, tokenizer, tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import time
+
+import torch
 
 
 class MetricsLogger:
@@ -55,6 +59,45 @@ class MetricsLogger:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def summed_counts(strategy, *counts: int) -> list[float]:
+    """Counts summed over ranks, in float64: a long run's token count passes float32's 2**24 exact integers."""
+    return strategy.all_reduce(torch.tensor(counts, dtype=torch.float64), "sum").tolist()
+
+
+class Throughput:
+    """Samples and real (unpadded) tokens per second on all ranks together, over the span since the last reading.
+
+    Evaluation and checkpoint saves inside `paused()` are left out of the span, so the figure is the training
+    rate alone, comparable between runs that evaluate or save at different intervals. Every rank must call
+    `read` at the same steps: it sums the counts over ranks.
+    """
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.samples = self.tokens = 0
+        self.since, self.excluded = time.perf_counter(), 0.0
+
+    def add(self, samples: int, tokens: int) -> None:
+        self.samples += samples
+        self.tokens += tokens
+
+    @contextlib.contextmanager
+    def paused(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - start
+
+    def read(self) -> dict:
+        samples, tokens = summed_counts(self.strategy, self.samples, self.tokens)
+        now = time.perf_counter()
+        span = max(now - self.since - self.excluded, 1e-9)
+        self.samples = self.tokens = 0
+        self.since, self.excluded = now, 0.0
+        return {"samples_per_s": samples / span, "tokens_per_s": tokens / span}
 
 
 def plot_metrics(records: list[dict], keys: list[str], out_path: str, title: str) -> str | None:

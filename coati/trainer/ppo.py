@@ -8,6 +8,7 @@ policy ratio is exactly 1 at the first minibatch of every episode.
 from __future__ import annotations
 
 import itertools
+import time
 
 import torch
 from tqdm.auto import tqdm
@@ -17,6 +18,7 @@ from coati.losses import policy_loss, token_nll_sum, value_loss
 from coati.models.generation import causal_lm_logits
 from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean
 from coati.trainer.guard import finite_or_skip
+from coati.trainer.metrics import summed_counts
 
 
 class EpochIterator:
@@ -85,13 +87,17 @@ class PPOTrainer:
             self.actor.eval()  # no dropout: see the module docstring
             self.critic.eval()
             while self.episode < self.num_episodes:
+                start = time.perf_counter()
                 samples = [s for _ in range(self.num_collect_steps) for s in self.maker.make(next(self._prompts))]
+                rolled = time.perf_counter()
                 self._whiten_advantages(samples)
                 stats = self._update(samples)
+                spent = {"rollout_s": rolled - start, "update_s": time.perf_counter() - rolled}
                 rollout = self.strategy.all_reduce(torch.tensor([
                     sum(s.score for s in samples) / len(samples), sum(s.kl for s in samples) / len(samples),
                     sum(len(s.response) for s in samples) / len(samples)]), "mean").tolist()
                 stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2], kl_coef=self.maker.kl_ctl.value)
+                stats.update(spent, **self._speed(samples, sum(spent.values())))
                 self.maker.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
                 self.episode += 1
                 self.history.append(stats)
@@ -172,6 +178,11 @@ class PPOTrainer:
                                clipfrac.detach(), entropy.detach()]).float()
         names = ("policy_loss", "value_loss", "ptx_loss", "clipfrac", "entropy")
         return dict(zip(names, self.strategy.all_reduce(figures, "mean").tolist()))
+
+    def _speed(self, samples: list[Sample], seconds: float) -> dict:
+        """Rollouts and their real tokens (prompt and response) per second of the episode, on all ranks together."""
+        n, tokens = summed_counts(self.strategy, len(samples), sum(len(s.prompt) + len(s.response) for s in samples))
+        return {"samples_per_s": n / seconds, "tokens_per_s": tokens / seconds}
 
     def _whiten_advantages(self, samples: list[Sample]) -> None:
         """Normalise advantages to mean 0, std 1 over every response token of the buffer on all ranks."""

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from coati.losses import pair_accuracy, pair_distance, pairwise_reward_loss
 from coati.trainer.guard import finite_or_skip
+from coati.trainer.metrics import Throughput
 
 
 class RewardModelTrainer:
@@ -32,15 +33,19 @@ class RewardModelTrainer:
     def fit(self) -> None:
         bar = tqdm(total=len(self.train_loader) * self.max_epochs, initial=self.global_step, desc="rm",
                    disable=not self.strategy.is_rank0, dynamic_ncols=True)
+        speed = Throughput(self.strategy)
         try:
             if self.global_step == 0:
-                self.evaluate(0)  # the untrained model's accuracy, so the curve shows where learning started
+                with speed.paused():
+                    self.evaluate(0)  # the untrained model's accuracy, so the curve shows where learning started
             while self.epoch < self.max_epochs:
                 epoch = self.epoch
                 self.strategy.set_epoch(self.train_loader, epoch)
                 self.model.train()
                 for batch in itertools.islice(iter(self.train_loader), self.batches_done, None):
                     stats = self.train_step(batch)
+                    # a batch holds the chosen rows, then the rejected ones: pairs, and the tokens of both
+                    speed.add(len(batch["input_ids"]) // 2, int(batch["attention_mask"].sum()))
                     self.global_step += 1
                     self.batches_done += 1
                     if self.batches_done >= len(self.train_loader):
@@ -48,13 +53,16 @@ class RewardModelTrainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['acc']:.2f}")
                     if self.global_step % self.log_interval == 0:
-                        self._log(epoch=epoch, lr=self.scheduler.get_last_lr()[0], **stats)
+                        self._log(epoch=epoch, lr=self.scheduler.get_last_lr()[0], **stats, **speed.read())
                     if self.eval_interval and self.global_step % self.eval_interval == 0:
-                        self.evaluate(epoch)
+                        with speed.paused():
+                            self.evaluate(epoch)
                     if self.checkpointer is not None:
-                        self.checkpointer.after_step(self.global_step, self.state_dict())
+                        with speed.paused():
+                            self.checkpointer.after_step(self.global_step, self.state_dict())
                 if not self.eval_interval or self.global_step % self.eval_interval:
-                    self.evaluate(epoch)
+                    with speed.paused():
+                        self.evaluate(epoch)
                 self.epoch, self.batches_done = epoch + 1, 0
         finally:
             bar.close()  # ends the bar's line, so an error message starts on its own

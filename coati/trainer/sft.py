@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from coati.losses import token_nll_sum
 from coati.trainer.guard import finite_or_skip
+from coati.trainer.metrics import Throughput
 
 
 class SFTTrainer:
@@ -35,6 +36,7 @@ class SFTTrainer:
         total = self.steps_per_epoch * self.max_epochs
         bar = tqdm(total=total, initial=self.global_step, desc="sft", disable=not self.strategy.is_rank0,
                    dynamic_ncols=True)
+        speed = Throughput(self.strategy)
         try:
             while self.epoch < self.max_epochs:
                 epoch = self.epoch
@@ -44,20 +46,25 @@ class SFTTrainer:
                 batches = itertools.islice(iter(self.train_loader), self.batches_done, None)
                 for micro_batches in _groups(batches, self.accumulation_steps):
                     loss = self.train_step(micro_batches)
+                    speed.add(sum(len(mb["input_ids"]) for mb in micro_batches),
+                              sum(int(mb["attention_mask"].sum()) for mb in micro_batches))
                     self.global_step += 1
                     self.batches_done += len(micro_batches)
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                     if self.global_step % self.log_interval == 0:
-                        self._log(loss=loss, lr=self.scheduler.get_last_lr()[0], epoch=epoch)
+                        self._log(loss=loss, lr=self.scheduler.get_last_lr()[0], epoch=epoch, **speed.read())
                     if self.eval_interval and self.global_step % self.eval_interval == 0:
-                        self.evaluate(epoch)
+                        with speed.paused():
+                            self.evaluate(epoch)
                     if self.batches_done >= len(self.train_loader):
                         self.epoch, self.batches_done = epoch + 1, 0
                     if self.checkpointer is not None:
-                        self.checkpointer.after_step(self.global_step, self.state_dict())
+                        with speed.paused():
+                            self.checkpointer.after_step(self.global_step, self.state_dict())
                 if not self.eval_interval or self.global_step % self.eval_interval:
-                    self.evaluate(epoch)
+                    with speed.paused():
+                        self.evaluate(epoch)
                 self.epoch, self.batches_done = epoch + 1, 0
         finally:
             bar.close()  # ends the bar's line, so an error message starts on its own
