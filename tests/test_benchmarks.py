@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 import sys
 import types
 
@@ -234,3 +236,29 @@ def test_cpu_name_keeps_family_and_model(tmp_path):
     block = "processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n\n"
     (tmp_path / "cpuinfo").write_text(block.format(0) + block.format(1))
     assert run.cpu_name(str(tmp_path / "cpuinfo")) == "AMD EPYC (family 23, model 1)"
+
+
+def test_gpu_checks_script_passes_only_flags_its_scripts_accept(tmp_path, monkeypatch):
+    """benchmarks/gpu_checks.sh is meant for a lent GPU, where a stale flag would waste the session's device
+    time. Its --dry listing names every GPU step, and each command must parse with that script's own parser."""
+    script = os.path.join(ROOT, "benchmarks", "gpu_checks.sh")
+    done = subprocess.run(["bash", script, "--dry"], env=dict(os.environ, OUT=str(tmp_path)), capture_output=True,
+                          text=True, check=True)
+    commands = [shlex.split(line[len("RUN "):]) for line in done.stdout.splitlines() if line.startswith("RUN ")]
+    assert [c[1] for c in commands] == ["benchmarks/efficiency.py", "benchmarks/efficiency.py",
+                                        "benchmarks/gpu_strategies.py", "benchmarks/run.py"]
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))  # gpu_strategies imports run.py as `run`
+    parsed = [flag_tables.load_module(os.path.join(ROOT, c[1])).parse_args(c[2:]) for c in commands]
+    with_cudnn, without_cudnn, strategies, ppo = parsed
+    for a in (with_cudnn, without_cudnn):
+        assert (a.device, a.dtype, a.layers, a.width) == ("cuda", "bf16", 12, 768)
+    assert (with_cudnn.no_cudnn_attention, without_cudnn.no_cudnn_attention) == (False, True)
+    assert (strategies.stages, strategies.strategies, strategies.dtype) == ("sft", "naive,ddp,fsdp", "bf16")
+    assert (ppo.stages, ppo.repeats, ppo.offload_models) == ("ppo", 2, "")
+    assert all(a.out.startswith(str(tmp_path)) for a in parsed)
+
+    wrong = subprocess.run(["bash", script, "--gpu"], env=dict(os.environ, OUT=str(tmp_path / "refused")),
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2
+    assert "unknown argument '--gpu'" in wrong.stderr
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
