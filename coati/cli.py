@@ -1,9 +1,8 @@
-"""Flags every stage shares (DESIGN §2), and the checks that run before any model is loaded."""
+"""Flags every stage shares, and the checks that run before any model is loaded."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from coati.dataset.templates import LANGUAGES
@@ -94,7 +93,7 @@ def check_common(args: argparse.Namespace) -> None:
     """Flag combinations that cannot work, and paths that do not hold what they should."""
     from coati.models.loading import check_model_source
 
-    for name in ("max_epochs", "batch_size", "max_len"):
+    for name in ("max_epochs", "batch_size", "accumulation_steps", "max_len"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     if args.lora_rank < 0:
@@ -128,8 +127,3 @@ def check_tokenizer_source(path: str) -> None:
 
 def args_record(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
-
-
-def write_args(args: argparse.Namespace, out_dir: str) -> None:
-    with open(os.path.join(out_dir, "args.json"), "w", encoding="utf-8") as f:
-        json.dump(args_record(args), f, ensure_ascii=False, indent=2)

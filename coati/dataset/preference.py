@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coati.dataset.padding import pad
 from coati.dataset.sft import encode_prompt, encode_response
 from coati.dataset.templates import build_prompt
 from coati.errors import UserError
@@ -172,11 +173,5 @@ class PairCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        seqs = [c for c, _ in items] + [r for _, r in items]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = pad([c for c, _ in items] + [r for _, r in items], self.pad_token_id)
         return {"input_ids": ids, "attention_mask": mask}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from coati.dataset.io import require_keys
+from coati.dataset.padding import pad
 from coati.dataset.sft import encode_prompt
 from coati.dataset.templates import build_prompt
 
@@ -41,10 +42,5 @@ class LeftPadCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(map(len, prompts))
-        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
+        ids, mask = pad(prompts, self.pad_token_id, left=True)
         return {"input_ids": ids, "attention_mask": mask}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from coati.dataset.io import require_keys
+from coati.dataset.padding import pad
 from coati.dataset.templates import build_prompt
 from coati.errors import UserError
 
@@ -84,13 +85,6 @@ class SFTCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for i, it in enumerate(items):
-            n = len(it["input_ids"])
-            ids[i, :n] = torch.tensor(it["input_ids"])
-            labels[i, :n] = torch.tensor(it["labels"])
-            mask[i, :n] = 1
+        ids, mask = pad([it["input_ids"] for it in items], self.pad_token_id)
+        labels, _ = pad([it["labels"] for it in items], IGNORE_INDEX)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
