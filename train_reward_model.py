@@ -69,9 +69,9 @@ def main(args) -> dict:
     from coati.dataset.preference import PairCollator, PreferenceDataset
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
+    from coati.optim import cosine_schedule
     from coati.strategies import build_strategy
     from coati.trainer.metrics import plot_metrics, resume_and_open_log
-    from coati.trainer.optim import cosine_schedule
     from coati.trainer.rm import RewardModelTrainer
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)

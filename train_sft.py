@@ -46,9 +46,9 @@ def main(args) -> dict:
     from coati.cli import args_record
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
+    from coati.optim import cosine_schedule
     from coati.strategies import build_strategy
     from coati.trainer.metrics import plot_metrics, resume_and_open_log
-    from coati.trainer.optim import cosine_schedule
     from coati.trainer.sft import SFTTrainer
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)

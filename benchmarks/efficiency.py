@@ -148,8 +148,8 @@ def build(args):
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import swap_activation
     from coati.models.registry import FAMILIES
+    from coati.optim import build_optimizer, cosine_schedule
     from coati.strategies.base import Strategy
-    from coati.trainer.optim import build_optimizer, cosine_schedule
     from coati.trainer.sft import SFTTrainer
 
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "coati", "assets", "tokenizer"))

@@ -60,7 +60,8 @@ def make_model(root: str, size: str) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from coati.kit import TOKENIZER_DIR, save_tokenizer
+    from coati.checkpoint import save_tokenizer
+    from coati.kit import TOKENIZER_DIR
     from coati.models.registry import tiny_config
 
     tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)

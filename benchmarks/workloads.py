@@ -63,10 +63,10 @@ def setup(work: str, sft_rows: int, rm_pairs: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from coati.checkpoint import save_tokenizer
     from coati.dataset.io import load_rows
     from coati.dataset.preference import rows_to_pairs
     from coati.dataset.templates import build_prompt
-    from coati.kit import save_tokenizer
 
     os.makedirs(work, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(TOKENIZER)

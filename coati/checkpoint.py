@@ -49,7 +49,6 @@ def save_hf_model(model, tokenizer, out_dir: str, merge_lora: bool = True, extra
     A peft model is merged first (unless merge_lora is off: then an adapter folder that
     peft's AutoPeftModel classes open, with the base model's name in adapter_config.json).
     """
-    from coati.kit import save_tokenizer
     from coati.models.loading import is_peft
 
     if is_peft(model) and merge_lora:
@@ -58,6 +57,22 @@ def save_hf_model(model, tokenizer, out_dir: str, merge_lora: bool = True, extra
     save_tokenizer(tokenizer, out_dir)
     for name, obj in (extra_json or {}).items():
         write_json(os.path.join(out_dir, name), obj)
+
+
+def save_tokenizer(tokenizer, out_dir: str) -> None:
+    """save_pretrained, with a tokenizer_class that transformers 4.51 can also load.
+
+    transformers 5 writes "TokenizersBackend", a class 4.51 does not know; PreTrainedTokenizerFast
+    names the same tokenizer.json and loads in both.
+    """
+    tokenizer.save_pretrained(out_dir)
+    cfg_path = os.path.join(out_dir, "tokenizer_config.json")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        with open(cfg_path, "w", encoding="utf-8") as f:
+            json.dump(cfg, f, ensure_ascii=False, indent=2)
 
 
 def write_json(path: str, obj) -> None:

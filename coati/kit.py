@@ -9,8 +9,9 @@ Tests and the demo run without a model hub, so they build their models here:
 from __future__ import annotations
 
 import argparse
-import json
 import os
+
+from coati.checkpoint import save_tokenizer
 
 TOKENIZER_DIR = os.path.join(os.path.dirname(__file__), "assets", "tokenizer")
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tokenizer_corpus.txt")
@@ -39,22 +40,6 @@ def train_tokenizer(corpus_files: list[str], out_dir: str = TOKENIZER_DIR, vocab
     )
     save_tokenizer(fast, out_dir)
     return out_dir
-
-
-def save_tokenizer(tokenizer, out_dir: str) -> None:
-    """save_pretrained, with a tokenizer_class that transformers 4.51 can also load.
-
-    transformers 5 writes "TokenizersBackend", a class 4.51 does not know; PreTrainedTokenizerFast
-    names the same tokenizer.json and loads in both.
-    """
-    tokenizer.save_pretrained(out_dir)
-    cfg_path = os.path.join(out_dir, "tokenizer_config.json")
-    with open(cfg_path, encoding="utf-8") as f:
-        cfg = json.load(f)
-    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-        with open(cfg_path, "w", encoding="utf-8") as f:
-            json.dump(cfg, f, ensure_ascii=False, indent=2)
 
 
 def build_tiny_model(family: str, out_dir: str, tokenizer_dir: str = TOKENIZER_DIR, seed: int = 0) -> str:

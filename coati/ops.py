@@ -45,20 +45,42 @@ def masked_mean(
     return masked_sum(x, mask, dim=dim) / count.clamp_min(eps)
 
 
-def masked_whiten(
-    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
-) -> torch.Tensor:
-    """Normalise x to zero mean and unit variance over all masked entries.
+def masked_moments(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum, sum of squares and count of x's entries where mask is set (all without a mask), in float64.
 
-    x, mask: same shape, e.g. (B, A); returns x's shape, 0 where mask == 0.
-    The variance is the biased one over masked entries. With shift_mean=False the mean is added
-    back, so only the scale changes (used for advantages whose sign carries meaning).
+    x, mask: same shape, any; returns (3,) float64. Sums, so that the moments of several processes' entries
+    are the sum of theirs (an all-reduce) before `whiten` reads them.
     """
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    whitened = (x - mean) * torch.rsqrt(var + eps)
+    x = x.double()
+    if mask is None:
+        return torch.stack([x.sum(), (x**2).sum(), torch.tensor(float(x.numel()), dtype=torch.float64)])
+    return torch.stack([masked_sum(x, mask), masked_sum(x**2, mask), masked_sum(torch.ones_like(x), mask)])
+
+
+def whiten(
+    x: torch.Tensor,
+    moments: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Normalise x to zero mean and unit variance with the given `masked_moments` (those of x, or of every
+    rank's entries together).
+
+    x, mask: same shape; moments: (3,); returns x's shape and dtype, 0 where mask == 0. Computed in float64;
+    the variance is the biased one, and (x - mean) / (std + eps) stays finite for constant x. With
+    shift_mean=False the mean is added back, so only the scale changes (for advantages whose sign carries
+    meaning).
+    """
+    moments = moments.to(x.device)
+    mean = moments[0] / moments[2]
+    std = (moments[1] / moments[2] - mean**2).clamp(min=0).sqrt()
+    whitened = (x.double() - mean) / (std + eps)
     if not shift_mean:
         whitened = whitened + mean
+    whitened = whitened.to(x.dtype)
+    if mask is None:
+        return whitened
     return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
 
 

@@ -17,8 +17,8 @@ from coati.dataset.io import load_rows  # noqa: E402
 from coati.dataset.sft import Keys, SFTCollator, SFTDataset  # noqa: E402
 from coati.models.loading import load_causal_lm, load_tokenizer  # noqa: E402
 from coati.models.registry import resolve_family  # noqa: E402
+from coati.optim import cosine_schedule  # noqa: E402
 from coati.strategies import build_strategy  # noqa: E402
-from coati.trainer.optim import cosine_schedule  # noqa: E402
 from coati.trainer.sft import SFTTrainer  # noqa: E402
 from train_sft import parse_args  # noqa: E402
 

@@ -35,8 +35,8 @@ from coati.dataset.io import load_rows  # noqa: E402
 from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer, load_tokenizer  # noqa: E402
 from coati.models.registry import resolve_family  # noqa: E402
 from coati.models.value import ValueModel  # noqa: E402
+from coati.optim import cosine_schedule  # noqa: E402
 from coati.strategies import build_strategy  # noqa: E402
-from coati.trainer.optim import cosine_schedule  # noqa: E402
 
 
 def worker_args():

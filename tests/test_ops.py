@@ -15,8 +15,9 @@ from coati.ops import (
     gae_advantages_and_returns,
     log_probs_from_logits,
     masked_mean,
+    masked_moments,
     masked_sum,
-    masked_whiten,
+    whiten,
 )
 
 LN2 = math.log(2.0)
@@ -51,11 +52,29 @@ def test_masked_mean_ignores_nan_in_masked_slots():
 def test_masked_whiten():
     x = torch.tensor([[1.0, 2.0], [3.0, 100.0]])
     mask = torch.tensor([[1, 1], [1, 0]])
-    # masked values 1, 2, 3: mean 2, biased var (1 + 0 + 1) / 3 = 2/3, std = 0.816497
+    # masked values 1, 2, 3: sum 6, sum of squares 14, count 3
+    moments = masked_moments(x, mask)
+    assert moments.dtype == torch.float64 and moments.tolist() == [6.0, 14.0, 3.0]
+    # mean 2, biased var (1 + 0 + 1) / 3 = 2/3, std = 0.816497
     # whitened: -1/0.816497 = -1.224745, 0, +1.224745; masked slot -> 0
-    close(masked_whiten(x, mask), [[-1.224745, 0.0], [1.224745, 0.0]])
+    out = whiten(x, moments, mask)
+    assert out.dtype == torch.float32
+    close(out, [[-1.224745, 0.0], [1.224745, 0.0]])
     # shift_mean=False adds the mean 2 back: 0.775255, 2, 3.224745
-    close(masked_whiten(x, mask, shift_mean=False), [[0.775255, 2.0], [3.224745, 0.0]])
+    close(whiten(x, moments, mask, shift_mean=False), [[0.775255, 2.0], [3.224745, 0.0]])
+
+
+def test_whiten_with_moments_summed_over_parts_whitens_the_whole():
+    # Two "ranks" hold 1, 2 and 3, 6: summed moments 12, 50, 4 -> mean 3, var 50/4 - 9 = 3.5, std 1.870829
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 6.0])
+    total = masked_moments(a) + masked_moments(b)
+    assert total.tolist() == [12.0, 50.0, 4.0]
+    close(whiten(a, total), [-1.069045, -0.534522])
+    close(whiten(b, total), [0.0, 1.603567])
+    whole = torch.cat([a, b])
+    close(torch.cat([whiten(a, total), whiten(b, total)]), whiten(whole, masked_moments(whole)))
+    # a constant input has std 0: eps keeps it finite (all zeros)
+    close(whiten(torch.full((3,), 5.0), masked_moments(torch.full((3,), 5.0))), [0.0, 0.0, 0.0])
 
 
 # --- logits -> log-probs / entropy ---------------------------------------------------------------
@@ -242,7 +261,7 @@ def test_kl_controller_state_dict_round_trip():
 
 
 def test_length_grouped_sampler_splits_global_batches_over_ranks():
-    from coati.strategies.base import LengthGroupedSampler
+    from coati.dataset.sampler import LengthGroupedSampler
 
     lengths = [(i * 37) % 101 + 1 for i in range(203)]  # 203: the last global batch is short
     one = LengthGroupedSampler(lengths, batch_size=8, world_size=1, seed=3)

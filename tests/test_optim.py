@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from coati.trainer.optim import MasterWeightAdamW, build_optimizer
+from coati.optim import MasterWeightAdamW, build_optimizer
 
 
 class Net(torch.nn.Module):

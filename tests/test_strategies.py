@@ -240,3 +240,40 @@ def test_ppo_refuses_gemini_in_one_line(tiny_models, tmp_path):
                                                "the actor's whole weights, which Gemini keeps in chunks); use "
                                                "colossalai_zero2, colossalai_zero2_cpu, fsdp or ddp"]
     assert not (tmp_path / "out").exists()
+
+
+def test_trainers_and_strategies_do_not_import_each_other_and_nothing_else_imports_colossalai():
+    """coati/trainer and coati/strategies meet only in the scripts; every module but the ColossalAI strategy
+    imports without colossalai, which is blocked here (an ImportError on any attempt)."""
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    from conftest import ROOT, script_env
+
+    def imported(path: pathlib.Path) -> set[str]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    coati = pathlib.Path(ROOT) / "coati"
+    for side, other in (("trainer", "coati.strategies"), ("strategies", "coati.trainer")):
+        for path in (coati / side).glob("*.py"):
+            assert not {m for m in imported(path) if m.startswith(other)}, f"{path} imports {other}"
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for p in coati.rglob("*.py") if not p.name.startswith("colossalai"))
+    script = ("import importlib, sys\n"
+              "class Block:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] == 'colossalai':\n"
+              "            raise ImportError('colossalai is blocked in this test')\n"
+              "sys.meta_path.insert(0, Block())\n"
+              f"for m in {modules!r}:\n"
+              "    importlib.import_module(m)\n"
+              "assert not [m for m in sys.modules if m.startswith('colossalai')]\n"
+              "assert 'coati.strategies.colossalai' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=script_env(), capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "coati.trainer.ppo" in modules and "coati.optim" in modules

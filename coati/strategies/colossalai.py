@@ -21,6 +21,7 @@ import sys
 import torch
 
 from coati.errors import UserError
+from coati.optim import weight_decay_groups
 from coati.strategies.base import fill_skeleton, hf_part, meta_skeleton
 from coati.strategies.ddp import DDPStrategy
 
@@ -82,12 +83,9 @@ class ColossalAIStrategy(DDPStrategy):
                                   initial_scale=2**16, overlap_communication=self.device.type == "cuda")
 
     def _optimizer(self, model: torch.nn.Module, lr: float, weight_decay: float):
-        """HybridAdam (AdamW; steps CPU-resident shards with its CPU kernel) over the trainable parameters;
-        biases and norm weights are not decayed, as in `coati.trainer.optim.build_optimizer`."""
-        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-        groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+        """HybridAdam (AdamW; steps CPU-resident shards with its CPU kernel) over the same parameter groups as
+        `coati.optim.build_optimizer`."""
+        groups = weight_decay_groups(model, weight_decay)
         try:
             from colossalai.nn.optimizer import HybridAdam
 

@@ -13,10 +13,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from coati.dataset.sampler import LengthGroupedSampler
 from coati.experience.experience import Sample, collate
 from coati.losses import policy_loss, token_nll_sum, value_loss
 from coati.models.generation import causal_lm_logits
-from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean
+from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean, masked_moments, whiten
 from coati.trainer.guard import finite_or_skip
 from coati.trainer.metrics import summed_counts
 
@@ -136,8 +137,6 @@ class PPOTrainer:
         whichever pads this buffer least: prompts spread wider than responses in one dataset, and the other way
         round in the next. A buffer of up to 32 minibatches is one mega-batch, so every pass then meets the
         same groups in a new order. Every rank has as many minibatches as without grouping, which DDP needs."""
-        from coati.strategies.base import LengthGroupedSampler
-
         if sizes is None:
             order = torch.randperm(n, generator=gen).tolist()
             return [order[i:i + self.train_batch_size] for i in range(0, n, self.train_batch_size)]
@@ -186,14 +185,11 @@ class PPOTrainer:
 
     def _whiten_advantages(self, samples: list[Sample]) -> None:
         """Normalise advantages to mean 0, std 1 over every response token of the buffer on all ranks."""
-        flat = torch.cat([s.advantages for s in samples]).double()
-        stats = self.strategy.all_reduce(torch.stack([flat.sum(), (flat ** 2).sum(),
-                                                      torch.tensor(float(flat.numel()), dtype=torch.float64)]),
-                                         "sum").cpu()
-        mean = stats[0] / stats[2]
-        std = (stats[1] / stats[2] - mean ** 2).clamp(min=0).sqrt()
-        for s in samples:
-            s.advantages = ((s.advantages.double() - mean) / (std + 1e-8)).float()
+        flat = torch.cat([s.advantages for s in samples])
+        moments = self.strategy.all_reduce(masked_moments(flat), "sum").cpu()
+        whitened = whiten(flat, moments).split([len(s.advantages) for s in samples])
+        for s, advantages in zip(samples, whitened):
+            s.advantages = advantages
 
     def _step(self, loss: torch.Tensor, optimizer, model, which: str) -> None:
         """Optimizer step unless the loss (on any rank) or the gradient is not finite."""

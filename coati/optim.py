@@ -9,20 +9,26 @@ import torch
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """AdamW; biases and norm weights (1-D tensors) are not decayed, as is usual for transformers.
-
-    Trainable bf16/fp16 parameters (a full fine-tune with --dtype bf16) get `MasterWeightAdamW`, which steps fp32
-    copies of them; fp32 parameters (fp32 runs, LoRA adapters) get plain AdamW."""
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups of the trainable parameters: matrices decayed, biases and norm weights (1-D
+    tensors) not, as is usual for transformers. Empty groups are left out."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    params = decay + no_decay
-    # The fused kernel updates all tensors in one pass (about 2x faster steps on CPU); it takes plain CPU or
-    # CUDA tensors of one dtype only (the masters are all fp32), not the DTensor shards of FSDP.
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW over `weight_decay_groups`.
+
+    Trainable bf16/fp16 parameters (a full fine-tune with --dtype bf16) get `MasterWeightAdamW`, which steps fp32
+    copies of them; fp32 parameters (fp32 runs, LoRA adapters) get plain AdamW."""
+    groups = weight_decay_groups(model, weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    # The fused kernel updates all tensors in one pass, fewer and larger ops per step (benchmarks/README.md);
+    # it takes plain CPU or CUDA tensors of one dtype only (the masters are all fp32), not FSDP's DTensors.
     plain = all(type(p) is torch.nn.Parameter and p.device.type in ("cpu", "cuda") for p in params)
     if any(p.dtype in LOW_PRECISION for p in params):
         return MasterWeightAdamW(groups, lr=lr, fused=plain or None)
@@ -35,9 +41,9 @@ class MasterWeightAdamW(torch.optim.AdamW):
     Why: bf16 keeps 8 significant bits, so a weight w moves in steps of |w| / 256 to |w| / 128, and an update
     under half a step is rounded away. An AdamW update moves a weight by about the learning rate, so at the
     stages' rates (SFT 2e-5, RM 5e-6, actor 1e-6) every weight above 256-512 x lr in magnitude, nearly all of
-    them, would never train (measured on an H200: SFT loss 6.86 stepping bf16 weights against 3.28 with fp32
-    masters after 32 steps). The masters accumulate the updates; the moments are fp32 too. ZeRO's and FSDP's
-    bf16 modes do the same. Memory per trained parameter: 2 (weight) + 2 (gradient) + 4 (master) + 8 (moments) bytes.
+    them, would never train (benchmarks/README.md, "A correctness finding from that run"). The masters
+    accumulate the updates; the moments are fp32 too. ZeRO's and FSDP's bf16 modes do the same. Memory per
+    trained parameter: 2 (weight) + 2 (gradient) + 4 (master) + 8 (moments) bytes.
 
     Parameters already in fp32 (a value head, LoRA adapters) are their own master. The fp32 copies of the
     gradients are made about CHUNK elements at a time (whole tensors), so stepping adds about 4 x CHUNK bytes
