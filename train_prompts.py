@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -114,16 +113,15 @@ def main(args) -> dict:
     ptx_rows = load_rows(args.pretrain_dataset, flag="--pretrain_dataset") if args.pretrain_dataset else None
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    from coati.checkpoint import Checkpointer, atomic_dir, write_json
-    from coati.cli import args_record
+    from coati.checkpoint import Checkpointer
     from coati.dataset.prompt import LeftPadCollator, PromptDataset
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.experience.maker import ExperienceMaker
     from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
-    from coati.ops import AdaptiveKLController, FixedKLController
+    from coati.outputs import open_run_log, save_outputs
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import plot_metrics, resume_and_open_log
+    from coati.trainer.kl import AdaptiveKLController, FixedKLController
     from coati.trainer.ppo import PPOTrainer
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
@@ -167,49 +165,48 @@ def main(args) -> dict:
                                         shuffle=True, drop_last=len(prompts) >= args.experience_batch_size)
     ptx_loader = strategy.dataloader(ptx_set, args.ptx_batch_size, SFTCollator(tokenizer.pad_token_id),
                                      shuffle=True) if ptx_set else None
+    eval_loader = strategy.dataloader(eval_prompts, args.experience_batch_size,
+                                      LeftPadCollator(tokenizer.pad_token_id), shuffle=False) \
+        if eval_prompts else None
     kl_ctl = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon) if args.target_kl else \
         FixedKLController(args.kl_coef)
     gen_kwargs = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
                       temperature=args.temperature)
-    maker = ExperienceMaker(strategy, actor, critic, reward_model, initial, tokenizer, kl_ctl, gen_kwargs,
-                            args.gamma, args.lam, args.reward_clip, args.offload_frozen)
-    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints,
-                        {"actor": actor, "critic": critic}, {"actor": actor_optim, "critic": critic_optim})
-    trainer = PPOTrainer(strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
-                         ptx_loader, args.num_episodes, args.num_collect_steps, args.num_update_steps,
-                         args.train_batch_size, args.ptx_coef, args.eps_clip, args.value_clip, args.vf_coef,
-                         args.max_grad_norm, None, args.seed, ckpt, args.skip_nonfinite, args.group_by_length)
-    logger = resume_and_open_log(trainer, ckpt, args, "ppo", strategy, args_record(args))
+    maker = ExperienceMaker(strategy=strategy, actor=actor, critic=critic, reward_model=reward_model,
+                            initial_model=initial, tokenizer=tokenizer, gen_kwargs=gen_kwargs,
+                            gamma=args.gamma, lam=args.lam, reward_clip=args.reward_clip,
+                            offload_frozen=args.offload_frozen)
+    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
+                        max_checkpoints=args.max_checkpoints, models={"actor": actor, "critic": critic},
+                        optimizers={"actor": actor_optim, "critic": critic_optim})
+    # Weights, optimizers and RNG come back first; metrics.jsonl is then kept up to that step.
+    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
+    logger = open_run_log(args, "ppo", strategy, resumed)
+    trainer = PPOTrainer(strategy=strategy, actor=actor, critic=critic, actor_optim=actor_optim,
+                         critic_optim=critic_optim, maker=maker, kl_ctl=kl_ctl, prompt_loader=prompt_loader,
+                         tokenizer=tokenizer, ptx_loader=ptx_loader, eval_loader=eval_loader,
+                         num_episodes=args.num_episodes, num_collect_steps=args.num_collect_steps,
+                         num_update_steps=args.num_update_steps, train_batch_size=args.train_batch_size,
+                         ptx_coef=args.ptx_coef, eps_clip=args.eps_clip, value_clip=args.value_clip,
+                         vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm, logger=logger,
+                         seed=args.seed, checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite,
+                         group_by_length=args.group_by_length)
+    if resumed is not None:
+        trainer.load_state_dict(resumed)
 
-    if eval_prompts and not args.resume_checkpoint:  # a resumed run restored it from the checkpoint
-        trainer.eval_before = score_prompts(maker, eval_prompts, strategy, tokenizer, args)
-    eval_before = trainer.eval_before
     trainer.fit()
-    eval_after = score_prompts(maker, eval_prompts, strategy, tokenizer, args) if eval_prompts else None
-    if eval_prompts and strategy.is_rank0:
-        logger.log({"step": trainer.global_step, "split": "eval", "reward_before": eval_before,
-                    "reward": eval_after})
-    logger.close()
 
-    if args.need_optim_ckpt:  # a full checkpoint: actor/critic optimizers, KL controller, RNG; resumable
-        ckpt.save(trainer.global_step, trainer.state_dict())
-    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
-    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
-        strategy.save_hf(actor, tokenizer, out, args.merge_lora)
-        if strategy.is_rank0:
-            write_json(os.path.join(out, "args.json"), args_record(args))
-            plot_metrics(logger.records, ["reward", "kl", "policy_loss", "value_loss"],
-                         os.path.join(out, "ppo_reward_kl.png"), "PPO")
-    if strategy.is_rank0:
-        h = trainer.history
-        k = max(1, len(h) // 4)
-        first, last = (sum(x["reward"] for x in h[:k]) / k, sum(x["reward"] for x in h[-k:]) / k)
-        print(f"[ppo] done: {trainer.episode} episodes, {trainer.global_step} updates; mean reward {first:.3f} "
-              f"(first {k}) -> {last:.3f} (last {k}), kl {h[-1]['kl']:.3f}"
-              + (f"; held-out reward {eval_before:.3f} -> {eval_after:.3f}" if eval_prompts else "")
-              + f"; actor in {args.save_path}", file=sys.stderr)
-    strategy.barrier()
-    strategy.close()
+    eval_before, eval_after = trainer.eval_before, trainer.eval_after
+    h = trainer.history
+    k = max(1, len(h) // 4)
+    first, last = (sum(x["reward"] for x in h[:k]) / k, sum(x["reward"] for x in h[-k:]) / k)
+    summary = (f"[ppo] done: {trainer.episode} episodes, {trainer.global_step} updates; mean reward "
+               f"{first:.3f} (first {k}) -> {last:.3f} (last {k}), kl {h[-1]['kl']:.3f}"
+               + (f"; held-out reward {eval_before:.3f} -> {eval_after:.3f}" if eval_prompts else "")
+               + f"; actor in {args.save_path}")
+    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=actor,
+                 tokenizer=tokenizer, plot_keys=["reward", "kl", "policy_loss", "value_loss"],
+                 plot_file="ppo_reward_kl.png", title="PPO", summary=summary)
     return {"history": trainer.history, "eval_before": eval_before, "eval_after": eval_after}
 
 
@@ -219,22 +216,6 @@ def check_same_vocabulary(actor_tok, rm_tok, rm_source: str) -> None:
     if any(r.get(tok) != idx for tok, idx in a.items() if tok != actor_tok.pad_token):
         raise UserError(f"the reward model at {rm_source} uses a different tokenizer from --pretrain; train it from "
                         "the same base model (or the SFT output)")
-
-
-def score_prompts(maker, prompts, strategy, tokenizer, args) -> float:
-    """Mean reward-model score of the actor's sampled responses to `prompts` (all ranks together)."""
-    import torch
-
-    from coati.dataset.prompt import LeftPadCollator
-
-    loader = strategy.dataloader(prompts, args.experience_batch_size, LeftPadCollator(tokenizer.pad_token_id),
-                                 shuffle=False)
-    total = torch.zeros(2)
-    for batch in loader:
-        samples = maker.make(batch)
-        total += torch.tensor([sum(s.score for s in samples), float(len(samples))])
-    total = strategy.all_reduce(total, "sum")
-    return float(total[0] / total[1])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -33,6 +32,7 @@ def parse_args(argv: list[str] | None = None):
                    help="continue training a reward model: its folder, or a legacy Coati .pt with --pretrain")
     p.add_argument("--loss_fn", "--loss_func", dest="loss_fn", default="log_sig", choices=("log_sig", "log_exp"),
                    help="log_sig: -log sigmoid(r_c - r_r) (OpenAI); log_exp: log(1 + exp(r_r - r_c)) (Anthropic)")
+    p.add_argument("--accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
     p.set_defaults(lr=5e-6, max_epochs=1)
     return p.parse_args(argv)
 
@@ -64,14 +64,13 @@ def main(args) -> dict:
     eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
         else []
 
-    from coati.checkpoint import Checkpointer, atomic_dir, write_json
-    from coati.cli import args_record
+    from coati.checkpoint import Checkpointer
     from coati.dataset.preference import PairCollator, PreferenceDataset
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
     from coati.optim import cosine_schedule
+    from coati.outputs import open_run_log, save_outputs
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.rm import RewardModelTrainer
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
@@ -94,33 +93,32 @@ def main(args) -> dict:
     train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
                                        lengths=train_set.lengths() if args.group_by_length else None)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
-    scheduler = cosine_schedule(optimizer, len(train_loader) * args.max_epochs, args.warmup_ratio)
-    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints, {"model": model},
-                        {"model": optimizer}, {"model": scheduler})
-    trainer = RewardModelTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.loss_fn,
-                                 args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval,
-                                 ckpt, args.skip_nonfinite)
-    logger = resume_and_open_log(trainer, ckpt, args, "rm", strategy, args_record(args))
+    steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
+    scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
+    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
+                        max_checkpoints=args.max_checkpoints, models={"model": model},
+                        optimizers={"model": optimizer}, schedulers={"model": scheduler})
+    # Weights, optimizer, scheduler and RNG come back first; metrics.jsonl is then kept up to that step.
+    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
+    logger = open_run_log(args, "rm", strategy, resumed)
+    trainer = RewardModelTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,
+                                 train_loader=train_loader, eval_loader=eval_loader, loss_fn=args.loss_fn,
+                                 accumulation_steps=args.accumulation_steps, max_epochs=args.max_epochs,
+                                 max_grad_norm=args.max_grad_norm, logger=logger,
+                                 log_interval=args.log_interval, eval_interval=args.eval_interval,
+                                 checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite)
+    if resumed is not None:
+        trainer.load_state_dict(resumed)
     trainer.fit()
-    logger.close()
 
-    if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
-        ckpt.save(trainer.global_step, trainer.state_dict())
-    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
-    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
-        strategy.save_hf(model, tokenizer, out, args.merge_lora)
-        if strategy.is_rank0:
-            write_json(os.path.join(out, "args.json"), args_record(args))
-            plot_metrics(logger.records, ["loss", "acc", "dist"], os.path.join(out, "rm_accuracy.png"),
-                         "Reward model")
-    if strategy.is_rank0:
-        last = trainer.last
-        summary = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
-            f"train acc {last.get('acc', float('nan')):.3f}"
-        print(f"[rm] done: {trainer.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {summary}; "
-              f"model in {args.save_path}", file=sys.stderr)
-    strategy.barrier()
-    strategy.close()
+    last = trainer.last
+    figures = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
+        f"train acc {last.get('acc', float('nan')):.3f}"
+    summary = (f"[rm] done: {trainer.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {figures}; "
+               f"model in {args.save_path}")
+    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=model,
+                 tokenizer=tokenizer, plot_keys=["loss", "acc", "dist"], plot_file="rm_accuracy.png",
+                 title="Reward model", summary=summary)
     return {"steps": trainer.global_step, **trainer.last}
 
 

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
 from coati.cli import base_parser, check_common
@@ -33,22 +31,17 @@ def main(args) -> dict:
 
     # Everything the user can get wrong is checked before a model is loaded.
     check_common(args)
-    if args.accumulation_steps <= 0:
-        from coati.errors import UserError
-
-        raise UserError(f"--accumulation_steps must be positive, got {args.accumulation_steps}")
     check_model_role(args.pretrain, "--pretrain", scorer=False)
     family = resolve_family(args.model, args.pretrain)
     rows = load_rows(args.dataset, args.max_datasets_size)
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    from coati.checkpoint import Checkpointer, atomic_dir, write_json
-    from coati.cli import args_record
+    from coati.checkpoint import Checkpointer
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
     from coati.optim import cosine_schedule
+    from coati.outputs import open_run_log, save_outputs
     from coati.strategies import build_strategy
-    from coati.trainer.metrics import plot_metrics, resume_and_open_log
     from coati.trainer.sft import SFTTrainer
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
@@ -72,29 +65,28 @@ def main(args) -> dict:
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
     steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
     scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
-    ckpt = Checkpointer(strategy, args.save_path, args.save_interval, args.max_checkpoints, {"model": model},
-                        {"model": optimizer}, {"model": scheduler})
-    trainer = SFTTrainer(strategy, model, optimizer, scheduler, train_loader, eval_loader, args.accumulation_steps,
-                         args.max_epochs, args.max_grad_norm, None, args.log_interval, args.eval_interval, ckpt,
-                         args.skip_nonfinite)
-    logger = resume_and_open_log(trainer, ckpt, args, "sft", strategy, args_record(args))
+    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
+                        max_checkpoints=args.max_checkpoints, models={"model": model},
+                        optimizers={"model": optimizer}, schedulers={"model": scheduler})
+    # Weights, optimizer, scheduler and RNG come back first; metrics.jsonl is then kept up to that step.
+    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
+    logger = open_run_log(args, "sft", strategy, resumed)
+    trainer = SFTTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,
+                         train_loader=train_loader, eval_loader=eval_loader,
+                         accumulation_steps=args.accumulation_steps, max_epochs=args.max_epochs,
+                         max_grad_norm=args.max_grad_norm, logger=logger, log_interval=args.log_interval,
+                         eval_interval=args.eval_interval, checkpointer=ckpt,
+                         skip_nonfinite=args.skip_nonfinite)
+    if resumed is not None:
+        trainer.load_state_dict(resumed)
     trainer.fit()
-    logger.close()
 
-    if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
-        ckpt.save(trainer.global_step, trainer.state_dict())
-    # Every rank takes part in saving (sharded strategies gather the weights); rank 0 writes.
-    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
-        strategy.save_hf(model, tokenizer, out, args.merge_lora)
-        if strategy.is_rank0:
-            write_json(os.path.join(out, "args.json"), args_record(args))
-            plot_metrics(logger.records, ["loss", "lr"], os.path.join(out, "sft_loss.png"), "SFT")
-    if strategy.is_rank0:
-        print(f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
-              + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
-              + f"; model in {args.save_path}", file=sys.stderr)
-    strategy.barrier()
-    strategy.close()
+    summary = (f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
+               + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
+               + f"; model in {args.save_path}")
+    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=model,
+                 tokenizer=tokenizer, plot_keys=["loss", "lr"], plot_file="sft_loss.png", title="SFT",
+                 summary=summary)
     return {"steps": trainer.global_step, "loss": trainer.last_loss, "eval_loss": trainer.last_eval_loss}
 
 

@@ -178,7 +178,8 @@ def build(args):
     need = (args.warmup + args.steps) * args.batch_size
     loader = strategy.dataloader(torch.utils.data.Subset(data, range(min(need, len(data)))), args.batch_size,
                                  SFTCollator(tok.pad_token_id), shuffle=True)
-    trainer = SFTTrainer(strategy, model, optimizer, cosine_schedule(optimizer, args.warmup + args.steps), loader)
+    trainer = SFTTrainer(strategy=strategy, model=model, optimizer=optimizer,
+                         scheduler=cosine_schedule(optimizer, args.warmup + args.steps), train_loader=loader)
     return model, trainer, loader, config, device, dtype
 
 

@@ -341,8 +341,8 @@ def ours_ppo(a) -> dict:
         original_init(self, *args, **kwargs)
         self.gen_kwargs = {**self.gen_kwargs, "min_new_tokens": a.response_len}
 
-    def make(self, prompts):
-        samples = original_make(self, prompts)
+    def make(self, prompts, kl_coef):
+        samples = original_make(self, prompts, kl_coef)
         seen["samples"] += len(samples)
         seen["response_tokens"] += sum(len(s.response) for s in samples)
         seen["tokens"] += sum(len(s.prompt) + len(s.response) for s in samples)

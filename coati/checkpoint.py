@@ -91,7 +91,7 @@ class Checkpointer:
     ranks agree on the answer so they stop at the same step.
     """
 
-    def __init__(self, strategy, save_path: str, interval: int = 0, max_checkpoints: int | None = None,
+    def __init__(self, strategy, save_path: str, *, interval: int = 0, max_checkpoints: int | None = None,
                  models: dict | None = None, optimizers: dict | None = None, schedulers: dict | None = None):
         self.strategy, self.save_path, self.interval = strategy, save_path, interval
         self.max_checkpoints = max_checkpoints

@@ -32,7 +32,8 @@ def main() -> None:
     model = load_causal_lm(args.pretrain, resolve_family(args.model, args.pretrain), tok)
     model, opt = strategy.prepare_train(model, args.lr)
     loader = strategy.dataloader(ds, args.batch_size, SFTCollator(tok.pad_token_id))
-    trainer = SFTTrainer(strategy, model, opt, cosine_schedule(opt, 4, 0.0), loader, max_epochs=1)
+    trainer = SFTTrainer(strategy=strategy, model=model, optimizer=opt,
+                         scheduler=cosine_schedule(opt, 4, 0.0), train_loader=loader, max_epochs=1)
     strategy.unwrap(model).eval()  # no dropout: naive and ddp must see identical arithmetic
     losses = []
     for batch in loader:

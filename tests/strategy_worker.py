@@ -79,7 +79,8 @@ class SFT:
         model, opt = self.strategy.prepare_train(model, args.lr, args.weight_decay)
         sched = cosine_schedule(opt, 8, args.warmup_ratio)
         self.strategy.unwrap(model).eval()  # no dropout: every strategy must see the same arithmetic
-        self.trainer = SFTTrainer(self.strategy, model, opt, sched, [None], max_grad_norm=args.max_grad_norm)
+        self.trainer = SFTTrainer(strategy=self.strategy, model=model, optimizer=opt, scheduler=sched,
+                                  train_loader=[None], max_grad_norm=args.max_grad_norm)
         return {"model": model}, {"model": opt}, {"model": sched}
 
     def step(self, batch) -> float:
@@ -111,11 +112,12 @@ class RM:
         model, opt = self.strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
         sched = cosine_schedule(opt, 8, args.warmup_ratio)
         self.strategy.unwrap(model).eval()
-        self.trainer = RewardModelTrainer(self.strategy, model, opt, sched, [None], max_grad_norm=args.max_grad_norm)
+        self.trainer = RewardModelTrainer(strategy=self.strategy, model=model, optimizer=opt, scheduler=sched,
+                                          train_loader=[None], max_grad_norm=args.max_grad_norm)
         return {"model": model}, {"model": opt}, {"model": sched}
 
     def step(self, batch) -> float:
-        return self.trainer.train_step(batch)["loss"]
+        return self.trainer.train_step([batch])["loss"]
 
 
 class PPO:
@@ -137,7 +139,7 @@ class PPO:
 
     def build(self):
         from coati.experience.maker import ExperienceMaker
-        from coati.ops import FixedKLController
+        from coati.trainer.kl import FixedKLController
         from coati.trainer.ppo import PPOTrainer
 
         args, strategy = self.args, self.strategy
@@ -154,11 +156,15 @@ class PPO:
             reward = ValueModel(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype))
             reward.requires_grad_(False)
             gen = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, top_k=args.top_k)
-            maker = ExperienceMaker(strategy, actor, critic, reward.eval().to(strategy.device),
-                                    initial.to(strategy.device), self.tok, FixedKLController(args.kl_coef), gen)
-            self.samples = maker.make(self.prompts)
-        self.trainer = PPOTrainer(strategy, actor, critic, actor_opt, critic_opt, None, [None], self.tok,
-                                  eps_clip=args.eps_clip, value_clip=args.value_clip, vf_coef=args.vf_coef,
+            maker = ExperienceMaker(strategy=strategy, actor=actor, critic=critic,
+                                    reward_model=reward.eval().to(strategy.device),
+                                    initial_model=initial.to(strategy.device), tokenizer=self.tok,
+                                    gen_kwargs=gen)
+            self.samples = maker.make(self.prompts, kl_coef=args.kl_coef)
+        self.trainer = PPOTrainer(strategy=strategy, actor=actor, critic=critic, actor_optim=actor_opt,
+                                  critic_optim=critic_opt, maker=None, kl_ctl=FixedKLController(args.kl_coef),
+                                  prompt_loader=[None], tokenizer=self.tok, eps_clip=args.eps_clip,
+                                  value_clip=args.value_clip, vf_coef=args.vf_coef,
                                   max_grad_norm=args.max_grad_norm)
         return {"actor": actor, "critic": critic}, {"actor": actor_opt, "critic": critic_opt}, {}
 

@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from coati.ops import (
-    AdaptiveKLController,
-    FixedKLController,
     action_mask_from_sequences,
     approx_kl,
     compute_token_rewards,
@@ -19,6 +17,7 @@ from coati.ops import (
     masked_sum,
     whiten,
 )
+from coati.trainer.kl import AdaptiveKLController, FixedKLController
 
 LN2 = math.log(2.0)
 

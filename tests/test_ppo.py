@@ -13,7 +13,6 @@ from coati.dataset.sft import IGNORE_INDEX, SFTCollator, SFTDataset
 from coati.experience.experience import collate
 from coati.experience.maker import ExperienceMaker
 from coati.models.value import ValueModel
-from coati.ops import FixedKLController
 from coati.strategies.base import Strategy
 
 PROMPTS = [{"instruction": q} for q in ["오늘 뭐 먹을까요?", "주말에 어디 갈까요?", "공부는 어떻게 해요?",
@@ -40,11 +39,12 @@ def prompt_batch(tokenizer):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
     actor, initial, critic, rm = rollout_models(tiny_models(family), family, tokenizer)
-    maker = ExperienceMaker(Strategy(), actor, critic, rm, initial, tokenizer, FixedKLController(0.1),
-                            dict(max_new_tokens=6), gamma=1.0, lam=0.95)
+    maker = ExperienceMaker(strategy=Strategy(), actor=actor, critic=critic, reward_model=rm,
+                            initial_model=initial, tokenizer=tokenizer, gen_kwargs=dict(max_new_tokens=6),
+                            gamma=1.0, lam=0.95)
     prompts, batch = prompt_batch(tokenizer)
     torch.manual_seed(0)
-    samples = maker.make(batch)
+    samples = maker.make(batch, kl_coef=0.1)
     assert len(samples) == 4
     for s, p in zip(samples, (prompts[i] for i in range(4))):
         a = len(s.response)
@@ -99,15 +99,42 @@ def test_offloaded_frozen_models_visit_the_device_only_to_score(tiny_models, tok
     runs = {}
     for offload in (False, True):
         events.clear()
-        maker = ExperienceMaker(strategy, actor, critic, rm, initial, tokenizer, FixedKLController(0.1),
-                                dict(max_new_tokens=6), offload_frozen=offload)
+        maker = ExperienceMaker(strategy=strategy, actor=actor, critic=critic, reward_model=rm,
+                                initial_model=initial, tokenizer=tokenizer, gen_kwargs=dict(max_new_tokens=6),
+                                offload_frozen=offload)
         torch.manual_seed(0)
-        runs[offload] = maker.make(batch)
+        runs[offload] = maker.make(batch, kl_coef=0.1)
     assert events == [("initial", "cpu:0"), ("initial", "forward"), ("initial", "cpu"),
                       ("reward", "cpu:0"), ("reward", "forward"), ("reward", "cpu")]
     for resident, offloaded in zip(runs[False], runs[True]):
         assert torch.equal(resident.response, offloaded.response) and resident.score == offloaded.score
         assert torch.equal(resident.ref_log_probs, offloaded.ref_log_probs)
+
+
+@pytest.mark.parametrize("cls", ["sft", "rm", "ppo", "maker"])
+def test_trainers_and_the_experience_maker_take_keyword_arguments_only(cls):
+    """A constructor of a dozen or more settings takes them by name: positional ones are refused."""
+    from coati.trainer.ppo import PPOTrainer
+    from coati.trainer.rm import RewardModelTrainer
+    from coati.trainer.sft import SFTTrainer
+
+    constructor = {"sft": SFTTrainer, "rm": RewardModelTrainer, "ppo": PPOTrainer,
+                   "maker": ExperienceMaker}[cls]
+    with pytest.raises(TypeError, match=r"takes 1 positional argument but 2 were given"):
+        constructor(Strategy())
+
+
+def test_checkpointer_takes_its_settings_by_name(tmp_path):
+    import inspect
+
+    from coati.checkpoint import Checkpointer
+
+    # (refused before the constructor runs, so no signal handler is installed in the test process)
+    with pytest.raises(TypeError, match=r"takes 3 positional arguments but 4 were given"):
+        Checkpointer(Strategy(), str(tmp_path), 5)
+    kinds = {n: p.kind for n, p in inspect.signature(Checkpointer).parameters.items()}
+    positional = [n for n, k in kinds.items() if k is not inspect.Parameter.KEYWORD_ONLY]
+    assert positional == ["strategy", "save_path"]
 
 
 def test_update_minibatches_group_rollouts_of_similar_length():

@@ -16,6 +16,61 @@ KO = [{"prompt": f"{w}에 대해 알려 주세요.", "completion": f"{w}은 정�
       for w in ["사과", "바다", "여행", "음악", "축구", "커피", "도서관", "한글", "산책", "요리", "영화", "독서"]]
 
 
+class _Records:
+    """Stands in for MetricsLogger and Checkpointer: keeps what the loop hands them."""
+
+    def __init__(self):
+        self.logged, self.states = [], []
+
+    def log(self, record):
+        self.logged.append(record)
+
+    def after_step(self, step, state):
+        self.states.append(dict(state))
+
+
+def _run_loop(state=None):
+    """Five one-row batches, 2 per step, 2 epochs; returns (rows of each step, records)."""
+    from coati.strategies.base import Strategy
+    from coati.trainer.loop import EpochLoop
+
+    strategy = Strategy()
+    loader = strategy.dataloader([{"row": i} for i in range(5)], 1, lambda items: items[0], shuffle=False)
+    records, steps = _Records(), []
+    loop = EpochLoop(strategy=strategy, loader=loader, name="test", accumulation_steps=2, max_epochs=2,
+                     logger=records, checkpointer=records, count=lambda batch: (1, 1))
+    if state is not None:
+        loop.load_state_dict(state)
+
+    def step(micro_batches):
+        steps.append([b["row"] for b in micro_batches])
+        return {"loss": float(len(steps))}
+
+    loop.run(step, lambda epoch: {"loss": -1.0 - epoch})
+    return steps, records, loop
+
+
+def test_epoch_loop_steps_evaluates_checkpoints_and_resumes_mid_epoch():
+    """The loop a new stage reuses: groups of accumulation_steps micro-batches (a short one ending an epoch),
+    an evaluation at the end of each epoch, the position after every step, and a resume from any of those
+    positions that meets exactly the remaining batches."""
+    steps, records, loop = _run_loop()
+    assert steps == [[0, 1], [2, 3], [4]] * 2
+    assert loop.steps_per_epoch == 3
+    assert loop.state_dict() == {"global_step": 6, "epoch": 2, "batches_done": 0}
+    assert [(s["global_step"], s["epoch"], s["batches_done"]) for s in records.states] == [
+        (1, 0, 2), (2, 0, 4), (3, 1, 0), (4, 1, 2), (5, 1, 4), (6, 2, 0)]
+    train = [r for r in records.logged if "split" not in r]
+    assert [(r["step"], r["loss"], r["epoch"]) for r in train] == [(1, 1.0, 0), (2, 2.0, 0), (3, 3.0, 0),
+                                                                    (4, 4.0, 1), (5, 5.0, 1), (6, 6.0, 1)]
+    assert all(r["samples_per_s"] > 0 for r in train)
+    evals = [(r["step"], r["loss"], r["epoch"]) for r in records.logged if r.get("split") == "eval"]
+    assert evals == [(3, -1.0, 0), (6, -2.0, 1)]
+    resumed, records, _ = _run_loop(records.states[3])  # after step 4: epoch 1, two batches consumed
+    assert resumed == [[2, 3], [4]]
+    assert [r["step"] for r in records.logged] == [5, 6, 6]
+
+
 def _popen(args):
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

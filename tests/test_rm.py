@@ -91,6 +91,39 @@ def test_saved_reward_model_scores_the_same_through_plain_hf(tiny_models, tokeni
     assert not torch.equal(ours[0], ours[1])
 
 
+def test_accumulation_equals_one_large_batch(tiny_models, tokenizer):
+    """--accumulation_steps 2 over two batches of 4 pairs makes the update of one batch of 8, and so does an
+    uneven split (an epoch's last, shorter micro-batch): each micro-batch weighs by its share of the pairs."""
+    from coati.strategies.base import Strategy
+    from coati.trainer.rm import RewardModelTrainer
+
+    # pairs of different lengths: micro-batches pad differently
+    rows = [{"prompt": f"{t} 좋아하세요?", "chosen": GOOD[i % 4].format(t=t) * (1 + i % 3),
+             "rejected": BAD[i % 3]} for i, t in enumerate(TOPICS[:8])]
+    items = [PreferenceDataset(rows_to_pairs(rows), tokenizer, 128)[i] for i in range(8)]
+    collate = PairCollator(tokenizer.pad_token_id)
+    tiny_models("gpt2")  # built before the seed below, which must give every run the same value head
+    results = []
+    for sizes in ([8], [4, 4], [5, 3]):
+        torch.manual_seed(0)
+        model = ValueModel(_scorer(tiny_models, "gpt2", tokenizer))  # eval mode: no dropout in any run
+        before = torch.cat([p.detach().flatten() for p in model.parameters()])
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        trainer = RewardModelTrainer(strategy=Strategy(), model=model, optimizer=opt, scheduler=sched,
+                                     train_loader=[None], accumulation_steps=len(sizes), max_grad_norm=0)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        stats = trainer.train_step([collate(items[a:a + n]) for a, n in zip(starts, sizes)])
+        results.append((stats, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (one, after_one), *accumulated = results
+    assert not torch.equal(after_one, before)  # the step moved the weights
+    assert 0 < one["acc"] < 1  # an untrained head: the accuracy is a real average, not 0 or 1 everywhere
+    for stats, after in accumulated:
+        for key in ("loss", "acc", "dist"):
+            assert stats[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+        torch.testing.assert_close(after, after_one, atol=1e-5, rtol=1e-5)
+
+
 def test_head_is_initialised_with_std_one_over_d_plus_one(tiny_models, tokenizer):
     hf = _scorer(tiny_models, "gpt2", tokenizer)
     w = hf.score.weight

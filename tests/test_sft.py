@@ -71,7 +71,8 @@ def test_accumulation_equals_one_large_batch(tiny_models, tokenizer):
         model = _model(tiny_models, "gpt2", tokenizer).eval()  # eval: no dropout, so both runs are deterministic
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-        trainer = SFTTrainer(Strategy(), model, opt, sched, [None], accumulation_steps=k, max_grad_norm=0)
+        trainer = SFTTrainer(strategy=Strategy(), model=model, optimizer=opt, scheduler=sched,
+                             train_loader=[None], accumulation_steps=k, max_grad_norm=0)
         size = 8 // k
         loss = trainer.train_step([collate(items[i:i + size]) for i in range(0, 8, size)])
         results.append((loss, torch.cat([p.detach().flatten() for p in model.parameters()])))
@@ -88,8 +89,9 @@ def test_one_step_changes_every_trainable_parameter(tiny_models, tokenizer, fami
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     ds = SFTDataset(KO_ROWS, tokenizer, 256, "ko", Keys("prompt", "input", "completion"))
-    SFTTrainer(Strategy(), model, opt, sched, [None]).train_step([SFTCollator(tokenizer.pad_token_id)(
-        [ds[i] for i in range(4)])])
+    trainer = SFTTrainer(strategy=Strategy(), model=model, optimizer=opt, scheduler=sched,
+                         train_loader=[None])
+    trainer.train_step([SFTCollator(tokenizer.pad_token_id)([ds[i] for i in range(4)])])
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert not unchanged, f"{family}: not updated: {unchanged}"
 

@@ -276,4 +276,4 @@ def test_trainers_and_strategies_do_not_import_each_other_and_nothing_else_impor
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=script_env(), capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "coati.trainer.ppo" in modules and "coati.optim" in modules
+    assert "coati.trainer.loop" in modules and "coati.optim" in modules

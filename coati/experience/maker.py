@@ -24,12 +24,12 @@ class ExperienceMaker:
     accelerator memory at the cost of two copies per rollout.
     """
 
-    def __init__(self, strategy, actor, critic, reward_model, initial_model, tokenizer, kl_ctl,
-                 gen_kwargs: dict, gamma: float = 1.0, lam: float = 0.95, reward_clip: float | None = None,
+    def __init__(self, *, strategy, actor, critic, reward_model, initial_model, tokenizer, gen_kwargs: dict,
+                 gamma: float = 1.0, lam: float = 0.95, reward_clip: float | None = None,
                  offload_frozen: bool = False):
         self.strategy, self.actor, self.critic = strategy, actor, critic
         self.reward_model, self.initial_model, self.tokenizer = reward_model, initial_model, tokenizer
-        self.kl_ctl, self.gen_kwargs, self.gamma, self.lam = kl_ctl, gen_kwargs, gamma, lam
+        self.gen_kwargs, self.gamma, self.lam = gen_kwargs, gamma, lam
         self.reward_clip, self.offload_frozen = reward_clip, offload_frozen
 
     @contextlib.contextmanager
@@ -42,12 +42,13 @@ class ExperienceMaker:
             if self.offload_frozen:
                 model.to("cpu")
 
-    def make(self, prompts: dict[str, torch.Tensor]) -> list[Sample]:
-        """prompts: left-padded input_ids / attention_mask (B, P) -> B samples."""
+    def make(self, prompts: dict[str, torch.Tensor], kl_coef: float) -> list[Sample]:
+        """prompts: left-padded input_ids / attention_mask (B, P) -> B samples, whose rewards carry a
+        per-token KL penalty of kl_coef (the trainer's KL controller decides it)."""
         with self.strategy.rollout_mode():
-            return self._make(prompts)
+            return self._make(prompts, kl_coef)
 
-    def _make(self, prompts: dict[str, torch.Tensor]) -> list[Sample]:
+    def _make(self, prompts: dict[str, torch.Tensor], kl_coef: float) -> list[Sample]:
         device = self.strategy.device
         input_ids, prompt_mask = prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
         p = input_ids.shape[1]
@@ -66,7 +67,7 @@ class ExperienceMaker:
             score = rm(input_ids=seqs, attention_mask=attn)
 
         mask = action_mask.float()
-        rewards, kl = compute_token_rewards(score, log_probs, ref_log_probs, action_mask, self.kl_ctl.value,
+        rewards, kl = compute_token_rewards(score, log_probs, ref_log_probs, action_mask, kl_coef,
                                             self.reward_clip)
         advantages, returns = gae_advantages_and_returns(rewards, values * mask, action_mask, self.gamma, self.lam)
 

@@ -135,13 +135,3 @@ def plot_metrics(records: list[dict], keys: list[str], out_path: str, title: str
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def resume_and_open_log(trainer, checkpointer, args, stage: str, strategy, config: dict) -> MetricsLogger:
-    """Restore the trainer from --resume_from when given, then open metrics.jsonl (kept up to that step)."""
-    if args.resume_checkpoint:
-        trainer.load_state_dict(checkpointer.load(args.resume_checkpoint))
-    trainer.logger = MetricsLogger(args.log_dir or args.save_path, strategy.is_rank0, args.use_tensorboard,
-                                   args.use_wandb, stage, config,
-                                   resume_step=trainer.global_step if args.resume_checkpoint else None)
-    return trainer.logger

@@ -49,14 +49,17 @@ class EpochIterator:
 
 
 class PPOTrainer:
-    def __init__(self, strategy, actor, critic, actor_optim, critic_optim, maker, prompt_loader, tokenizer,
-                 ptx_loader=None, num_episodes: int = 10, num_collect_steps: int = 1, num_update_steps: int = 1,
-                 train_batch_size: int = 8, ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2,
-                 vf_coef: float = 1.0, max_grad_norm: float = 1.0, logger=None, seed: int = 42, checkpointer=None,
+    def __init__(self, *, strategy, actor, critic, actor_optim, critic_optim, maker, kl_ctl, prompt_loader,
+                 tokenizer, ptx_loader=None, eval_loader=None, num_episodes: int = 10,
+                 num_collect_steps: int = 1, num_update_steps: int = 1, train_batch_size: int = 8,
+                 ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2, vf_coef: float = 1.0,
+                 max_grad_norm: float = 1.0, logger=None, seed: int = 42, checkpointer=None,
                  skip_nonfinite: bool = False, group_by_length: bool = True):
         self.strategy, self.actor, self.critic = strategy, actor, critic
         self.actor_optim, self.critic_optim, self.maker = actor_optim, critic_optim, maker
+        self.kl_ctl = kl_ctl  # the KL penalty's coefficient: updated after each episode, saved in checkpoints
         self.prompt_loader, self.ptx_loader, self.tokenizer = prompt_loader, ptx_loader, tokenizer
+        self.eval_loader = eval_loader  # held-out prompts, scored before and after PPO
         self.num_episodes, self.num_collect_steps = num_episodes, num_collect_steps
         self.num_update_steps, self.train_batch_size = num_update_steps, train_batch_size
         self.ptx_coef, self.eps_clip, self.value_clip, self.vf_coef = ptx_coef, eps_clip, value_clip, vf_coef
@@ -65,20 +68,21 @@ class PPOTrainer:
         self.episode = self.global_step = 0
         self.history: list[dict] = []
         self.eval_before: float | None = None  # held-out reward before PPO, kept across a resume
+        self.eval_after: float | None = None
         self._prompts = EpochIterator(prompt_loader, strategy)
         self._ptx = EpochIterator(ptx_loader, strategy) if ptx_loader is not None else None
 
     def state_dict(self) -> dict:
         return {"episode": self.episode, "global_step": self.global_step, "history": self.history,
                 "prompts": self._prompts.state_dict(), "ptx": self._ptx.state_dict() if self._ptx else None,
-                "kl_ctl": self.maker.kl_ctl.state_dict(), "eval_before": self.eval_before}
+                "kl_ctl": self.kl_ctl.state_dict(), "eval_before": self.eval_before}
 
     def load_state_dict(self, state: dict) -> None:
         self.episode, self.global_step, self.history = state["episode"], state["global_step"], state["history"]
         self._prompts.load_state_dict(state["prompts"])
         if self._ptx is not None and state["ptx"]:
             self._ptx.load_state_dict(state["ptx"])
-        self.maker.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.eval_before = state.get("eval_before")
 
     def fit(self) -> None:
@@ -87,9 +91,12 @@ class PPOTrainer:
         try:
             self.actor.eval()  # no dropout: see the module docstring
             self.critic.eval()
+            if self.eval_loader is not None and self.episode == 0:  # a resumed run restored it
+                self.eval_before = self.held_out_reward()
             while self.episode < self.num_episodes:
                 start = time.perf_counter()
-                samples = [s for _ in range(self.num_collect_steps) for s in self.maker.make(next(self._prompts))]
+                samples = [s for _ in range(self.num_collect_steps)
+                           for s in self.maker.make(next(self._prompts), self.kl_ctl.value)]
                 rolled = time.perf_counter()
                 self._whiten_advantages(samples)
                 stats = self._update(samples)
@@ -97,9 +104,10 @@ class PPOTrainer:
                 rollout = self.strategy.all_reduce(torch.tensor([
                     sum(s.score for s in samples) / len(samples), sum(s.kl for s in samples) / len(samples),
                     sum(len(s.response) for s in samples) / len(samples)]), "mean").tolist()
-                stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2], kl_coef=self.maker.kl_ctl.value)
+                stats.update(reward=rollout[0], kl=rollout[1], response_len=rollout[2],
+                             kl_coef=self.kl_ctl.value)
                 stats.update(spent, **self._speed(samples, sum(spent.values())))
-                self.maker.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
+                self.kl_ctl.update(rollout[1], len(samples) * self.strategy.world_size)
                 self.episode += 1
                 self.history.append(stats)
                 if self.logger is not None and self.strategy.is_rank0:
@@ -111,6 +119,20 @@ class PPOTrainer:
                     self.checkpointer.after_step(self.global_step, self.state_dict(), unit=self.episode)
         finally:
             bar.close()  # ends the bar's line, so an error message starts on its own
+        if self.eval_loader is not None:
+            self.eval_after = self.held_out_reward()
+            if self.logger is not None and self.strategy.is_rank0:
+                self.logger.log({"step": self.global_step, "split": "eval", "reward_before": self.eval_before,
+                                 "reward": self.eval_after})
+
+    def held_out_reward(self) -> float:
+        """Mean reward-model score of the actor's sampled responses to the held-out prompts, on all ranks."""
+        total = torch.zeros(2)
+        for batch in self.eval_loader:
+            samples = self.maker.make(batch, self.kl_ctl.value)  # the coefficient shapes rewards, not scores
+            total += torch.tensor([sum(s.score for s in samples), float(len(samples))])
+        total = self.strategy.all_reduce(total, "sum")
+        return float(total[0] / total[1])
 
     def _update(self, samples: list[Sample]) -> dict:
         """num_update_steps passes over the buffer; returns the mean of each figure over all minibatches."""

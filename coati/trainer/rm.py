@@ -2,70 +2,51 @@
 
 from __future__ import annotations
 
-import itertools
-
 import torch
-from tqdm.auto import tqdm
 
 from coati.losses import pair_accuracy, pair_distance, pairwise_reward_loss
 from coati.trainer.guard import finite_or_skip
-from coati.trainer.metrics import Throughput
+from coati.trainer.loop import EpochLoop
+
+
+def pairs_and_tokens(batch: dict) -> tuple[int, int]:
+    """A batch holds the chosen rows, then the rejected ones: its pairs, and the real tokens of both sides."""
+    return len(batch["input_ids"]) // 2, int(batch["attention_mask"].sum())
 
 
 class RewardModelTrainer:
-    def __init__(self, strategy, model, optimizer, scheduler, train_loader, eval_loader=None,
-                 loss_fn: str = "log_sig", max_epochs: int = 1, max_grad_norm: float = 1.0, logger=None,
-                 log_interval: int = 1, eval_interval: int = 0, checkpointer=None, skip_nonfinite: bool = False):
+    """The reward-model step and evaluation; `EpochLoop` runs them over the epochs."""
+
+    def __init__(self, *, strategy, model, optimizer, scheduler, train_loader, eval_loader=None,
+                 loss_fn: str = "log_sig", accumulation_steps: int = 1, max_epochs: int = 1,
+                 max_grad_norm: float = 1.0, logger=None, log_interval: int = 1, eval_interval: int = 0,
+                 checkpointer=None, skip_nonfinite: bool = False):
         self.strategy, self.model, self.optimizer, self.scheduler = strategy, model, optimizer, scheduler
         self.train_loader, self.eval_loader = train_loader, eval_loader
-        self.loss_fn, self.max_epochs, self.max_grad_norm = loss_fn, max_epochs, max_grad_norm
-        self.logger, self.log_interval, self.eval_interval = logger, log_interval, eval_interval
-        self.checkpointer, self.skip_nonfinite = checkpointer, skip_nonfinite
-        self.global_step = self.epoch = self.batches_done = 0
+        self.loss_fn, self.max_grad_norm, self.skip_nonfinite = loss_fn, max_grad_norm, skip_nonfinite
+        self.loop = EpochLoop(strategy=strategy, loader=train_loader, name="rm",
+                              accumulation_steps=accumulation_steps, max_epochs=max_epochs, logger=logger,
+                              log_interval=log_interval, eval_interval=eval_interval,
+                              checkpointer=checkpointer, bar={"loss": ".4f", "acc": ".2f"},
+                              count=pairs_and_tokens, evaluate_first=True)
         self.last = {}
 
+    @property
+    def global_step(self) -> int:
+        return self.loop.global_step
+
     def state_dict(self) -> dict:
-        return {"global_step": self.global_step, "epoch": self.epoch, "batches_done": self.batches_done}
+        return self.loop.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.global_step, self.epoch, self.batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        self.loop.load_state_dict(state)
 
     def fit(self) -> None:
-        bar = tqdm(total=len(self.train_loader) * self.max_epochs, initial=self.global_step, desc="rm",
-                   disable=not self.strategy.is_rank0, dynamic_ncols=True)
-        speed = Throughput(self.strategy)
-        try:
-            if self.global_step == 0:
-                with speed.paused():
-                    self.evaluate(0)  # the untrained model's accuracy, so the curve shows where learning started
-            while self.epoch < self.max_epochs:
-                epoch = self.epoch
-                self.strategy.set_epoch(self.train_loader, epoch)
-                self.model.train()
-                for batch in itertools.islice(iter(self.train_loader), self.batches_done, None):
-                    stats = self.train_step(batch)
-                    # a batch holds the chosen rows, then the rejected ones: pairs, and the tokens of both
-                    speed.add(len(batch["input_ids"]) // 2, int(batch["attention_mask"].sum()))
-                    self.global_step += 1
-                    self.batches_done += 1
-                    if self.batches_done >= len(self.train_loader):
-                        self.epoch, self.batches_done = epoch + 1, 0
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['acc']:.2f}")
-                    if self.global_step % self.log_interval == 0:
-                        self._log(epoch=epoch, lr=self.scheduler.get_last_lr()[0], **stats, **speed.read())
-                    if self.eval_interval and self.global_step % self.eval_interval == 0:
-                        with speed.paused():
-                            self.evaluate(epoch)
-                    if self.checkpointer is not None:
-                        with speed.paused():
-                            self.checkpointer.after_step(self.global_step, self.state_dict())
-                if not self.eval_interval or self.global_step % self.eval_interval:
-                    with speed.paused():
-                        self.evaluate(epoch)
-                self.epoch, self.batches_done = epoch + 1, 0
-        finally:
-            bar.close()  # ends the bar's line, so an error message starts on its own
+        self.model.train()  # evaluate() hands the model back in training mode
+        self.loop.run(self._logged_step, self.evaluate)
+
+    def _logged_step(self, micro_batches: list[dict]) -> dict:
+        return {**self.train_step(micro_batches), "lr": self.scheduler.get_last_lr()[0]}
 
     def _scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.strategy.device) for k, v in batch.items()}
@@ -73,20 +54,33 @@ class RewardModelTrainer:
         half = scores.shape[0] // 2
         return scores[:half], scores[half:]
 
-    def train_step(self, batch: dict) -> dict:
-        chosen, rejected = self._scores(batch)
-        loss = pairwise_reward_loss(chosen, rejected, self.loss_fn)
-        self.strategy.backward(loss, self.model, self.optimizer)
+    def train_step(self, micro_batches: list[dict]) -> dict:
+        """One optimizer step over k micro-batches of pairs; returns loss, acc and dist over all of them.
+
+        Each micro-batch's mean loss is weighted by its share of the pairs of the whole accumulated batch on
+        all ranks (times world size, since DDP averages gradients), so the update equals one large batch of
+        every rank's pairs."""
+        n = [len(mb["input_ids"]) // 2 for mb in micro_batches]
+        n_global = float(self.strategy.all_reduce(torch.tensor(float(sum(n))), "sum"))
+        stats = torch.zeros(3, device=self.strategy.device)  # loss, acc, dist over this rank's pairs
+        for i, mb in enumerate(micro_batches):
+            with self.strategy.no_sync(self.model, sync=i == len(micro_batches) - 1):
+                chosen, rejected = self._scores(mb)
+                loss = pairwise_reward_loss(chosen, rejected, self.loss_fn)
+                self.strategy.backward(loss * (self.strategy.world_size * n[i] / n_global), self.model,
+                                       self.optimizer)
+            chosen, rejected = chosen.detach(), rejected.detach()
+            # weights n_i / n: exactly 1 for a single micro-batch, so its figures are its own to the last bit
+            stats += (n[i] / sum(n)) * torch.stack([loss.detach(), pair_accuracy(chosen, rejected),
+                                                    pair_distance(chosen, rejected)])
         step = self.global_step + 1
-        mean_loss = float(self.strategy.all_reduce(loss.detach(), "mean"))
+        mean_loss = float(self.strategy.all_reduce(stats[0], "mean"))
         if finite_or_skip(mean_loss, "reward-model loss", step, self.skip_nonfinite):
             norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
             if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
                 self.scheduler.step()
         else:
             self.strategy.zero_grad(self.optimizer, self.model)
-        stats = torch.stack([loss.detach(), pair_accuracy(chosen.detach(), rejected.detach()),
-                             pair_distance(chosen.detach(), rejected.detach())])
         loss, acc, dist = self.strategy.all_reduce(stats, "mean").tolist()
         self.last.update(loss=loss, acc=acc, dist=dist)
         return {"loss": loss, "acc": acc, "dist": dist}
@@ -108,9 +102,4 @@ class RewardModelTrainer:
         loss_sum, correct, margin, n = self.strategy.all_reduce(sums, "sum").tolist()
         stats = {"loss": loss_sum / n, "acc": correct / n, "dist": margin / n}
         self.last.update({f"eval_{k}": v for k, v in stats.items()})
-        self._log(split="eval", epoch=epoch, **stats)
         return stats
-
-    def _log(self, **record) -> None:
-        if self.logger is not None and self.strategy.is_rank0:
-            self.logger.log({"step": self.global_step, **record})

@@ -1,0 +1,46 @@
+"""What every stage script writes around its trainer: metrics.jsonl, opened where a resumed run left off, and
+the final output folder. A new stage calls these two instead of repeating them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def open_run_log(args, stage: str, strategy, resume_state: dict | None):
+    """metrics.jsonl (and TensorBoard / wandb when asked) in --log_dir, else --save_path; rank 0 writes.
+
+    resume_state: the trainer state of the checkpoint being resumed (None for a fresh run); the lines logged
+    after its step belong to the run that died and are dropped."""
+    from coati.cli import args_record
+    from coati.trainer.metrics import MetricsLogger
+
+    return MetricsLogger(args.log_dir or args.save_path, enabled=strategy.is_rank0,
+                         use_tensorboard=args.use_tensorboard, use_wandb=args.use_wandb, run_name=stage,
+                         config=args_record(args),
+                         resume_step=resume_state["global_step"] if resume_state is not None else None)
+
+
+def save_outputs(*, strategy, args, trainer, checkpointer, logger, model, tokenizer, plot_keys: list[str],
+                 plot_file: str, title: str, summary: str) -> None:
+    """The end of a stage: close the log, write a resumable checkpoint with --need_optim_ckpt, replace
+    --save_path with the model folder (plus args.json and the plot), print `summary` on rank 0, and end the
+    processes. Every rank calls it: sharded strategies gather the weights to save them."""
+    from coati.checkpoint import atomic_dir, write_json
+    from coati.cli import args_record
+    from coati.trainer.metrics import plot_metrics
+
+    logger.close()
+    if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
+        checkpointer.save(trainer.global_step, trainer.state_dict())
+    # Rank 0 writes; the folder appears complete or not at all.
+    with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
+        strategy.save_hf(model, tokenizer, out, args.merge_lora)
+        if strategy.is_rank0:
+            write_json(os.path.join(out, "args.json"), args_record(args))
+            plot_metrics(logger.records, plot_keys, os.path.join(out, plot_file), title)
+    if strategy.is_rank0:
+        print(summary, file=sys.stderr)
+    strategy.barrier()
+    strategy.close()
