@@ -1,5 +1,5 @@
 """Test double: lets ColossalAI 0.5.0's ZeRO-2 (`LowLevelZeroPlugin`, with or without cpu_offload) train on
-CPU under gloo, so the colossalai strategies can be tested on a machine without a GPU (DESIGN §6).
+CPU under gloo, so the colossalai strategies can be tested on a machine without a GPU.
 
 Stock 0.5.0 refuses CPU in two places, neither of which matters to the arithmetic:
 - its CPU accelerator raises on every stream call (`Stream`, `current_stream`, `stream`, `synchronize`,
