@@ -1,8 +1,9 @@
 """ColossalAI strategies (the requirements-colossalai.txt stack, run by .ci/colossalai.sh): ZeRO-2 with and
 without CPU offload on two ranks match naive on the same global batch, save plain HF folders and resume
-exactly. On a CPU machine they run under tests/colossalai_cpu_shim.py. Gemini needs CUDA and is
-covered by benchmarks/gpu_strategies.py. Skipped where colossalai is not installed (requirements.txt alone); it
-also passes with colossalai 0.5.0 installed over the modern stack without its pins (README, ColossalAI stack)."""
+exactly. On a CPU machine they run under tests/colossalai_cpu_shim.py. Gemini needs CUDA and is covered by
+benchmarks/gpu_strategies.py. Skipped where colossalai is not installed (requirements.txt alone); it also passes
+with colossalai 0.5.0 installed over the modern stack without its pins (docs/multi-gpu.md, "The ColossalAI
+stack")."""
 
 from __future__ import annotations
 

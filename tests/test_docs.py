@@ -1,10 +1,12 @@
-"""README.md and the .sh launchers agree with the code: every flag they name exists in the parser of the
-script it belongs to, every command they show parses, and the flag tables are what tools/flag_tables.py
-generates now. Parsers only: nothing is trained or loaded."""
+"""README.md, every page in docs/ and the .sh launchers agree with the code: every flag they name exists in the
+parser of the script it belongs to, every command they show parses with that program's own parser, every page
+is linked from the README and every relative link resolves, and the flag tables in docs/flags.md are what
+tools/flag_tables.py generates now. Parsers only: nothing is trained or loaded."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import re
@@ -18,7 +20,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import flag_tables  # noqa: E402
 
-README = os.path.join(ROOT, "README.md")
+README = "README.md"
+FLAGS_PAGE = flag_tables.FLAGS_PAGE  # docs/flags.md
+README_MAX_LINES = 300
 SCRIPTS = flag_tables.SCRIPTS
 SH_TO_SCRIPT = {"train_sft.sh": "train_sft.py", "train_rm.sh": "train_reward_model.py",
                 "train_prompts.sh": "train_prompts.py"}
@@ -31,6 +35,8 @@ FOREIGN = {"pip", "pytest", "git", "cd", "export", "source", ".", "ls", "cat", "
 FLAG = re.compile(r"(?<![\w-])--[a-zA-Z][\w-]*")
 SHELL = {"bash", "sh", "shell", "console", ""}
 BENCHMARKS = ("benchmarks/run.py", "benchmarks/efficiency.py", "benchmarks/gpu_strategies.py")  # own parsers
+# Shell commands at the start of an inline code span (`python ...`, `torchrun ...`, `bash ...`).
+INLINE_COMMAND = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*(?:python3?|torchrun|bash|sh)\s")
 
 
 # -- parsers ----------------------------------------------------------------------------------------------
@@ -50,20 +56,28 @@ def parser_of(program: str) -> argparse.ArgumentParser:
     if program == "tools/flag_tables.py":
         return flag_tables.capture_parser(lambda: flag_tables.main([]))
     if program in BENCHMARKS:
-        import sys
-
-        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # run.py imports its neighbour workloads.py
-        try:
-            module = flag_tables.load_module(os.path.join(ROOT, program))
+        module = script_module(program)
+        with neighbours_importable(program):
             return flag_tables.capture_parser(lambda: module.parse_args([]))
-        finally:
-            sys.path.remove(os.path.join(ROOT, "benchmarks"))
     raise KeyError(program)
+
+
+@contextlib.contextmanager
+def neighbours_importable(script: str):
+    """benchmarks/run.py imports its neighbour workloads.py, at import and inside parse_args."""
+    folder = os.path.join(ROOT, os.path.dirname(script))
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
 
 
 @functools.cache
 def script_module(script: str):
-    return flag_tables.load_module(os.path.join(ROOT, script))
+    """A script in SCRIPTS or BENCHMARKS, imported by path."""
+    with neighbours_importable(script):
+        return flag_tables.load_module(os.path.join(ROOT, script))
 
 
 @functools.cache
@@ -170,40 +184,73 @@ def check_command_flags(tokens: list[str], where: str) -> list[str]:
     return problems
 
 
-def parse_problem(tokens: list[str], where: str) -> str | None:
-    """Run the script's own parse_args on a command that invokes one of SCRIPTS directly."""
-    program, args, _ = classify(tokens)
-    if program not in SCRIPTS or not any(t.endswith(program) for t in tokens):
-        return None
-    module = script_module(program)
-    try:
-        module.parse_args(args)
-    except SystemExit as err:
-        if err.code not in (0, None):  # --help exits 0
-            return f"{where}: {program} rejects {' '.join(args)!r}"
-    return None
+def parse_problem(tokens: list[str], where: str) -> tuple[bool, str | None]:
+    """Parse one command with the parser of the program it runs: a script's own parse_args for SCRIPTS and
+    BENCHMARKS, the captured parser for coati.kit and tools/flag_tables.py, torchrun's for torchrun's own
+    arguments. Returns (whether a parser of ours ran, the problem or None)."""
+    program, args, launcher = classify(tokens)
+    if program in (None, "?"):
+        return False, None
+    problems = []
+    if launcher:
+        try:
+            parser_of("torchrun").parse_args([*launcher, program, *args])
+        except SystemExit as err:
+            if err.code not in (0, None):
+                problems.append(f"torchrun rejects {' '.join(launcher)!r}")
+    ran = not (program in SCRIPTS and not any(t.endswith(program) for t in tokens))
+    if ran:  # not for a .sh launcher, which holds its script's required flags itself
+        parse = script_module(program).parse_args if program in (*SCRIPTS, *BENCHMARKS) else parser_of(
+            program).parse_args
+        try:
+            with neighbours_importable(program):
+                parse(args)
+        except SystemExit as err:
+            if err.code not in (0, None):  # --help exits 0
+                problems.append(f"{program} rejects {' '.join(args)!r}")
+    return ran, (f"{where}: " + "; ".join(problems)) if problems else None
 
 
-# -- README structure -------------------------------------------------------------------------------------
-def readme_text() -> str:
-    with open(README, encoding="utf-8") as f:
+# -- the pages -----------------------------------------------------------------------------------------------
+def doc_pages() -> list[str]:
+    """Every page in docs/, as a path relative to ROOT."""
+    folder = os.path.join(ROOT, "docs")
+    return sorted(f"docs/{n}" for n in os.listdir(folder) if n.endswith(".md")) if os.path.isdir(folder) else []
+
+
+PAGES = [README, *doc_pages()]
+# Pages whose commands are checked too, though their prose may name flags of programs we do not parse.
+COMMAND_ONLY_PAGES = ["benchmarks/README.md"]
+
+
+def page_text(page: str) -> str:
+    with open(os.path.join(ROOT, page), encoding="utf-8") as f:
         return f.read()
 
 
-def readme_parts(text: str):
+def readme_text() -> str:
+    return page_text(README)
+
+
+def page_parts(text: str, page: str = README):
     """(kind, lang, text, section_script, line_no) for code blocks ('code') and prose lines ('prose').
 
-    A section belongs to a script when its heading names one (`train_sft.py` ...); ### inherits from ##."""
+    A section belongs to a script when its heading names one (`train_sft.py` ...); a deeper heading inherits
+    from the one above it unless it names a script itself."""
     parts = []
-    h2 = h3 = None
+    named_at: dict[int, str | None] = {}  # heading level -> the script it names
     fence = None
     block: list[str] = []
     lang = ""
     start = 0
+
+    def section() -> str | None:
+        return next((s for _, s in sorted(named_at.items(), reverse=True) if s is not None), None)
+
     for no, line in enumerate(text.splitlines(), start=1):
         if fence is not None:
             if line.strip() == fence:
-                parts.append(("code", lang, "\n".join(block), h3 if h3 is not None else h2, start))
+                parts.append(("code", lang, "\n".join(block), section(), start))
                 fence = None
             else:
                 block.append(line)
@@ -214,18 +261,37 @@ def readme_parts(text: str):
             continue
         heading = re.match(r"^(#{1,6})\s+(.*)", line)
         if heading:
-            named = next((s for s in SCRIPTS if s in heading.group(2)), None)
-            if len(heading.group(1)) <= 2:
-                h2, h3 = named, None
-            else:
-                h3 = named or h2
-        parts.append(("prose", "", line, h3 if h3 is not None else h2, no))
-    assert fence is None, "README.md has an unclosed code fence"
+            level = len(heading.group(1))
+            named_at = {k: v for k, v in named_at.items() if k < level}
+            named_at[level] = next((s for s in SCRIPTS if s in heading.group(2)), None)
+        parts.append(("prose", "", line, section(), no))
+    assert fence is None, f"{page} has an unclosed code fence"
     return parts
 
 
-def readme_blocks(text: str) -> list[tuple[str, str, str | None, int]]:
-    return [(lang, body, script, no) for kind, lang, body, script, no in readme_parts(text) if kind == "code"]
+def readme_parts(text: str):
+    return page_parts(text, README)
+
+
+def page_blocks(page: str) -> list[tuple[str, str, str | None, int]]:
+    return [(lang, body, script, no) for kind, lang, body, script, no in page_parts(page_text(page), page)
+            if kind == "code"]
+
+
+def inline_commands(line: str) -> list[str]:
+    """The inline code spans of a prose line that are shell commands."""
+    return [span for span in re.findall(r"`([^`\n]+)`", line) if INLINE_COMMAND.match(span)]
+
+
+def page_commands(page: str) -> list[tuple[list[str], int, bool]]:
+    """(tokens, line, in a code block) for every command a page shows: shell code blocks and inline spans."""
+    found = []
+    for kind, lang, body, _, no in page_parts(page_text(page), page):
+        if kind == "code" and lang in SHELL:
+            found += [(tokens, no, True) for tokens in commands(body)]
+        elif kind == "prose":
+            found += [(tokens, no, False) for span in inline_commands(body) for tokens in commands(span)]
+    return found
 
 
 def section_flag_problems(text: str, section_script: str | None, where: str) -> list[str]:
@@ -234,12 +300,54 @@ def section_flag_problems(text: str, section_script: str | None, where: str) -> 
     return [f"{where}: {flag} is not a flag of {owner}" for flag in FLAG.findall(text) if flag not in allowed]
 
 
-# -- (a) flags named in README and the .sh files exist --------------------------------------------------
-def test_every_flag_in_readme_exists_in_its_script():
+def links(text: str) -> list[tuple[str, int]]:
+    """(target, line) of every markdown link and image outside code blocks and code spans."""
+    found = []
+    for kind, _, body, _, no in page_parts(text):
+        if kind == "prose":
+            prose = re.sub(r"`[^`\n]*`", "", body)
+            found += [(m.group(1), no) for m in re.finditer(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", prose)]
+    return found
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]{2,}|`", "", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading's anchor; a repeated heading gets -1, -2, ... as on GitHub."""
+    found, repeats = set(), {}
+    for kind, _, body, _, _ in page_parts(text):
+        heading = re.match(r"^#{1,6}\s+(.*)", body) if kind == "prose" else None
+        if heading:
+            base = slug(heading.group(1))
+            if base in repeats:
+                repeats[base] += 1
+                found.add(f"{base}-{repeats[base]}")
+            else:
+                repeats[base] = 0
+                found.add(base)
+    return found
+
+
+# -- (a) flags named in the pages and the .sh files exist --------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_every_flag_in_the_page_exists_in_its_script(page):
     problems = []
-    for kind, lang, body, script, no in readme_parts(readme_text()):
-        where = f"README.md:{no}"
-        if kind == "prose" or lang not in SHELL:
+    for kind, lang, body, script, no in page_parts(page_text(page), page):
+        where = f"{page}:{no}"
+        if kind == "prose":
+            checked = set()
+            for span in inline_commands(body):
+                for tokens in commands(span):
+                    problems += check_command_flags(tokens, where)
+                    checked |= {t.split("=", 1)[0] for t in tokens if t.startswith("--")}
+            leftover = " ".join(f for f in FLAG.findall(body) if f not in checked)
+            problems += section_flag_problems(leftover, script, where)
+            continue
+        if lang not in SHELL:
             problems += section_flag_problems(body, script, where)
             continue
         checked = set()
@@ -250,6 +358,15 @@ def test_every_flag_in_readme_exists_in_its_script():
         leftover = " ".join(f for f in FLAG.findall(body) if f not in checked)
         problems += section_flag_problems(leftover, script, where)
     assert not problems, "\n".join(problems)
+
+
+def test_prose_flags_are_checked_against_their_section():
+    """The section logic itself: a flag of another script in a script's section is caught."""
+    text = "## Stage 2 (`train_reward_model.py`)\n\nUse `--loss_fn` and `--accumulation_steps`.\n"
+    flagged = [p for kind, _, body, script, no in page_parts(text) if kind == "prose"
+               for p in section_flag_problems(body, script, f"x:{no}")]
+    assert flagged == ["x:3: --accumulation_steps is not a flag of train_reward_model.py"]
+    assert inline_commands("run `python train_sft.py --help` or `pip install x`") == ["python train_sft.py --help"]
 
 
 @pytest.mark.parametrize("sh", sorted(SH_TO_SCRIPT))
@@ -275,30 +392,45 @@ def test_every_flag_and_command_in_demo_sh():
         text = f.read()
     cmds = commands(text)
     problems = [p for c in cmds for p in check_command_flags(c, "demo.sh")]
-    problems += [p for c in cmds if (p := parse_problem(c, "demo.sh"))]
+    problems += [p for c in cmds if (p := parse_problem(c, "demo.sh")[1])]
     assert not problems, "\n".join(problems)
     assert {classify(c)[0] for c in cmds} >= {"train_sft.py", "train_reward_model.py", "train_prompts.py",
                                               "inference.py"}
 
 
-# -- (b) every README command that runs a script parses ------------------------------------------------------
-def test_every_readme_command_parses():
-    parsed, problems = 0, []
-    for lang, body, _, no in readme_blocks(readme_text()):
-        if lang not in SHELL:
-            continue
-        for tokens in commands(body):
-            program, _, _ = classify(tokens)
-            if program in SCRIPTS and any(t.endswith(program) for t in tokens):
-                parsed += 1
-                if problem := parse_problem(tokens, f"README.md:{no}"):
-                    problems.append(problem)
+# -- (b) every command in the pages parses with its program's own parser -----------------------------------
+@pytest.mark.parametrize("page", PAGES + COMMAND_ONLY_PAGES)
+def test_every_command_parses(page):
+    problems = []
+    for tokens, no, _ in page_commands(page):
+        where = f"{page}:{no}"
+        program = classify(tokens)[0]
+        if page in COMMAND_ONLY_PAGES:
+            if program == "?":
+                continue  # a program this test does not know; its prose is not ours to police
+            problems += check_command_flags(tokens, where)
+        _, problem = parse_problem(tokens, where)
+        if problem:
+            problems.append(problem)
     assert not problems, "\n".join(problems)
-    assert parsed >= 10, f"only {parsed} script commands found in README.md code blocks"
+
+
+def test_enough_commands_are_parsed():
+    parsed = {page: sum(parse_problem(tokens, page)[0] for tokens, _, _ in page_commands(page)) for page in PAGES}
+    assert sum(parsed.values()) >= 25, parsed
+    assert parsed[README] >= 4, f"README.md should show one parsed command per stage and inference.py: {parsed}"
+
+
+def test_a_bad_command_is_caught():
+    assert parse_problem(["python", "train_sft.py", "--dataset", "x", "--max_epochs", "many"], "x:1")[1]
+    assert parse_problem(["torchrun", "--nproc_per_node", "2", "train_sft.py"], "x:1")[1]  # --dataset is required
+    assert parse_problem(["python", "-m", "coati.kit", "tiny", "--model", "gpt2"], "x:1")[1]  # --out is required
+    assert check_command_flags(["bash", "train_rm.sh", "--no_such_flag"], "x:1")
+    assert not parse_problem(["python", "train_sft.py", "--dataset", "x", "--max_epochs", "2"], "x:1")[1]
 
 
 def test_each_stage_has_torchrun_and_sh_examples():
-    blocks = "\n".join(body for lang, body, _, _ in readme_blocks(readme_text()) if lang in SHELL)
+    blocks = "\n".join(body for page in PAGES for lang, body, _, _ in page_blocks(page) if lang in SHELL)
     invoked = [classify(c) for c in commands(blocks)]
     for sh, script in SH_TO_SCRIPT.items():
         assert re.search(rf"torchrun .*{re.escape(script)}", " ".join(logical_lines(blocks))), script
@@ -306,7 +438,14 @@ def test_each_stage_has_torchrun_and_sh_examples():
     assert any(p == "inference.py" for p, _, _ in invoked)
 
 
-# -- (c) the Quickstart's first code block ---------------------------------------------------------------------
+def test_readme_shows_one_torchrun_example_per_stage_in_its_section():
+    for script in SH_TO_SCRIPT.values():
+        shown = [no for lang, body, section, no in page_blocks(README) if lang in SHELL and section == script
+                 for tokens in commands(body) if tokens[0] == "torchrun" and classify(tokens)[0] == script]
+        assert shown, f"README.md has no torchrun example of {script} in a section named after it"
+
+
+# -- (c) the README: short, and it opens with the Quickstart -----------------------------------------------
 def test_quickstart_first_block_is_exactly_the_two_commands():
     text = readme_text()
     section = text.split("\n## Quickstart\n", 1)
@@ -316,15 +455,59 @@ def test_quickstart_first_block_is_exactly_the_two_commands():
     assert m.group(1).splitlines() == QUICKSTART
 
 
-# -- (d) the flag tables are current ------------------------------------------------------------------------
+def test_readme_opens_with_the_quickstart():
+    parts = readme_parts(readme_text())
+    headings = [(body, no) for kind, _, body, _, no in parts if kind == "prose" and re.match(r"^##?\s", body)]
+    assert headings[0][0].startswith("# "), "README.md should start with its title"
+    assert headings[1][0] == "## Quickstart", f"the first section of README.md is {headings[1][0]!r}"
+    assert headings[1][1] <= 10, "the intro before the Quickstart should be a few lines"
+    first_block = next((lang, body) for kind, lang, body, _, _ in parts if kind == "code")
+    assert first_block == ("bash", "\n".join(QUICKSTART)), "the Quickstart block must be the README's first"
+
+
+def test_readme_is_at_most_300_lines():
+    n = len(readme_text().splitlines())
+    assert n <= README_MAX_LINES, f"README.md has {n} lines; move detail into docs/ (at most {README_MAX_LINES})"
+
+
+# -- (d) every page is linked, and every relative link resolves -------------------------------------------
+def test_every_docs_page_is_linked_from_the_readme():
+    pages = doc_pages()
+    assert FLAGS_PAGE in pages
+    linked = {os.path.normpath(target.split("#", 1)[0]) for target, _ in links(readme_text())}
+    missing = [p for p in pages if os.path.normpath(p) not in linked]
+    assert not missing, f"README.md does not link {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES + COMMAND_ONLY_PAGES)
+def test_every_relative_link_resolves(page):
+    problems = []
+    for target, no in links(page_text(page)):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+        if not os.path.exists(os.path.join(ROOT, resolved)):
+            problems.append(f"{page}:{no}: {target} points at {resolved}, which does not exist")
+        elif anchor and resolved.endswith(".md") and anchor not in anchors(page_text(resolved)):
+            problems.append(f"{page}:{no}: {resolved} has no heading for #{anchor}")
+    assert not problems, "\n".join(problems)
+
+
+def test_anchor_slugs_follow_github():
+    text = "# A\n## Stage 1: SFT (`train_sft.py`)\n## Memory: an ESTIMATE, not a measurement\n## A\n"
+    assert anchors(text) == {"a", "stage-1-sft-train_sftpy", "memory-an-estimate-not-a-measurement", "a-1"}
+
+
+# -- (e) the flag tables are current ------------------------------------------------------------------------
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_flag_table_matches_the_parser(script):
-    text = readme_text()
+    text = page_text(FLAGS_PAGE)
     begin = flag_tables.BEGIN.format(script)
-    assert text.count(begin) == 1, f"README.md should hold one {begin} block"
+    assert text.count(begin) == 1, f"{FLAGS_PAGE} should hold one {begin} block"
     current = text[text.index(begin):text.index(flag_tables.END, text.index(begin)) + len(flag_tables.END)]
     assert current == flag_tables.block(script), (
-        f"the {script} flag table in README.md is stale; run: python tools/flag_tables.py --update README.md")
+        f"the {script} flag table in {FLAGS_PAGE} is stale; run: python tools/flag_tables.py --update")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -334,20 +517,29 @@ def test_every_flag_has_a_meaning(script):
 
 
 def test_flag_table_sits_in_its_stage_section():
-    for kind, _, body, script, no in readme_parts(readme_text()):
-        m = re.match(r"<!-- flags: (\S+) -->", body) if kind == "prose" else None
-        if m:
-            assert m.group(1) == script, f"README.md:{no}: the {m.group(1)} table is in the {script} section"
+    for page in PAGES:
+        for kind, _, body, script, no in page_parts(page_text(page), page):
+            m = re.match(r"<!-- flags: (\S+) -->", body) if kind == "prose" else None
+            if m:
+                assert page == FLAGS_PAGE, f"{page}:{no}: flag tables belong in {FLAGS_PAGE}"
+                assert m.group(1) == script, f"{page}:{no}: the {m.group(1)} table is in the {script} section"
 
 
-# -- templates shown in README are the ones the code builds ------------------------------------------------
+def test_flag_tables_tool_updates_a_stale_page(tmp_path):
+    stale = tmp_path / "flags.md"
+    stale.write_text("# x\n\n<!-- flags: inference.py -->\n| old |\n<!-- /flags -->\n", encoding="utf-8")
+    assert flag_tables.update(str(stale)) == ["inference.py"]
+    assert flag_tables.block("inference.py") in stale.read_text(encoding="utf-8")
+
+
+# -- templates shown in the docs are the ones the code builds ----------------------------------------------
 @pytest.mark.parametrize("language,input_text", [("ko", ""), ("ko", "{input}"), ("en", "")])
-def test_readme_templates_match_build_prompt(language, input_text):
+def test_documented_templates_match_build_prompt(language, input_text):
     from coati.dataset.templates import build_prompt
 
     expected = build_prompt("{instruction}", input_text, language).rstrip("\n")
-    shown = [body for lang, body, _, _ in readme_blocks(readme_text()) if lang == "text"]
-    assert expected in shown, f"README.md shows no {language} template equal to:\n{expected}"
+    shown = [body for page in PAGES for lang, body, _, _ in page_blocks(page) if lang == "text"]
+    assert expected in shown, f"no page shows a {language} template equal to:\n{expected}"
 
 
 def test_flag_tables_tool_prints_every_table(capsys):

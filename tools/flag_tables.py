@@ -1,11 +1,12 @@
 """Markdown tables of every command-line flag, read from the scripts' own argparse parsers.
 
     python tools/flag_tables.py                  # print the tables
-    python tools/flag_tables.py --update README.md   # rewrite the marked tables in place
+    python tools/flag_tables.py --update         # rewrite the marked tables of docs/flags.md in place
+    python tools/flag_tables.py --update PAGE    # ... of another page
 
 Each script's `parse_args` is called with `ArgumentParser.parse_args` patched to hand back the parser
 instead of parsing, so nothing is refactored and the tables always describe the code as it is.
-In README.md a table sits between `<!-- flags: SCRIPT -->` and `<!-- /flags -->`.
+In docs/flags.md a table sits between `<!-- flags: SCRIPT -->` and `<!-- /flags -->`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("train_sft.py", "train_reward_model.py", "train_prompts.py", "inference.py")
 BEGIN = "<!-- flags: {} -->"
 END = "<!-- /flags -->"
+FLAGS_PAGE = "docs/flags.md"  # the page that holds the tables, relative to ROOT
 
 # Meanings for flags whose argparse help is empty; argparse help wins when there is one.
 GLOSSARY = {
@@ -144,13 +146,13 @@ def table(script: str) -> str:
 
 
 def block(script: str) -> str:
-    """The marked block as it appears in README.md."""
+    """The marked block as it appears in docs/flags.md."""
     return f"{BEGIN.format(script)}\n{table(script)}\n{END}"
 
 
-def update(readme: str) -> list[str]:
-    """Rewrite every marked table in `readme`; returns the scripts whose tables changed."""
-    with open(readme, encoding="utf-8") as f:
+def update(page: str) -> list[str]:
+    """Rewrite every marked table in `page`; returns the scripts whose tables changed."""
+    with open(page, encoding="utf-8") as f:
         text = f.read()
     changed = []
     for script in SCRIPTS:
@@ -160,7 +162,7 @@ def update(readme: str) -> list[str]:
         if match and match.group(0) != new:
             text = text[: match.start()] + new + text[match.end():]
             changed.append(script)
-    with open(readme, "w", encoding="utf-8") as f:
+    with open(page, "w", encoding="utf-8") as f:
         f.write(text)
     return changed
 
@@ -168,8 +170,9 @@ def update(readme: str) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python tools/flag_tables.py", description=__doc__.splitlines()[0])
     parser.add_argument("scripts", nargs="*", default=list(SCRIPTS), help="scripts to tabulate")
-    parser.add_argument("--update", metavar="README", default=None,
-                        help="rewrite the marked tables of this file instead of printing")
+    parser.add_argument("--update", metavar="PAGE", nargs="?", const=os.path.join(ROOT, FLAGS_PAGE), default=None,
+                        help=f"rewrite the marked tables of this page ({FLAGS_PAGE} when none is named) instead of "
+                             "printing")
     args = parser.parse_args(argv)
     if args.update:
         changed = update(args.update)
