@@ -3,10 +3,12 @@
 
 Every sentence here was written for this project; nothing is copied from an existing data set.
 The hand-written word lists, tips and sentences live in ``data/sample_words/*.json``, one file per
-family; this script only combines them. The script is deterministic: ``python data/make_samples.py`` rewrites all files byte-for-byte
+family; this script only combines them. The prompt templates in the tokenizer corpus come from
+``coati.dataset.templates``, so the tokenizer learns the exact text that training feeds it.
+The script is deterministic: ``python data/make_samples.py`` rewrites all files byte-for-byte
 identically.
 
-Design goal: a tiny randomly initialised model (2 layers, hidden 64) must be
+The aim: a tiny randomly initialised model (2 layers, hidden 64) must be
 able to learn the preference from surface text in a few CPU minutes.  So
 texts are short and the "good" answers share a consistent style (polite
 endings, an opener, two or three concrete tips, a friendly closer), while the
@@ -19,11 +21,16 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
 SEED = 20240607
 OUT = Path(__file__).resolve().parent
 WORDS = OUT / "sample_words"
+
+# the templates come from this repository's coati, wherever the script is run from
+sys.path.insert(0, str(OUT.parent))
+from coati.dataset.templates import TEMPLATES, build_prompt  # noqa: E402
 
 
 def load_words(family: str) -> dict:
@@ -372,28 +379,15 @@ def input_task(rng):
 
 
 # ---------------------------------------------------------------------------
-# Tokenizer corpus
+# Tokenizer corpus: templates from coati, prose from the word lists
 # ---------------------------------------------------------------------------
 
 
-KO_TEMPLATE = (
-    "아래는 작업을 설명하는 명령어입니다. 명령어에 따른 요청을 적절히 완료하는 응답을 작성하세요.\n\n"
-    "### 명령어:\n{instruction}\n\n### 응답:\n{response}"
-)
-KO_TEMPLATE_INPUT = (
-    "아래는 작업을 설명하는 명령어와 추가 맥락을 제공하는 입력이 짝을 이루는 예제입니다. "
-    "명령어에 따른 요청을 적절히 완료하는 응답을 작성하세요.\n\n"
-    "### 명령어:\n{instruction}\n\n### 입력:\n{input}\n\n### 응답:\n{response}"
-)
-EN_TEMPLATE = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n{response}"
-)
-EN_TEMPLATE_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides "
-    "further context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n{response}"
-)
+def template_words(language: str) -> str:
+    """Every word of a language's template on one line, its whitespace collapsed."""
+    t = TEMPLATES[language]
+    return " ".join(" ".join([t["header"], t["instruction"], t["input"], t["response"]]).split())
+
 
 _KP = load_words("ko_prose")
 KO_PEOPLE = _KP["people"]
@@ -596,17 +590,11 @@ def main():
 
     # ---- tokenizer corpus ---------------------------------------------------------------
     lines = []
-    # template words, bare and filled in
-    lines.append(
-        "아래는 작업을 설명하는 명령어입니다. 명령어에 따른 요청을 적절히 완료하는 응답을 작성하세요. "
-        "### 명령어: ### 입력: ### 응답:"
-    )
-    lines.append(
-        "Below is an instruction that describes a task. Write a response that appropriately "
-        "completes the request. ### Instruction: ### Input: ### Response:"
-    )
+    # template words, bare and filled in exactly as training builds them (prompt, then response)
+    lines.append(template_words("ko"))
+    lines.append(template_words("en"))
     for r in sft[:12]:
-        lines.append(KO_TEMPLATE.format(instruction=r["prompt"], response=r["completion"]))
+        lines.append(build_prompt(r["prompt"], "", "ko") + r["completion"])
     ko_input_examples = [
         ("다음 문장을 영어로 번역하세요.", "저는 사과를 좋아해요.", "I like apples."),
         (
@@ -624,12 +612,9 @@ def main():
         ),
     ]
     for ins, inp, resp in ko_input_examples:
-        lines.append(KO_TEMPLATE_INPUT.format(instruction=ins, input=inp, response=resp))
+        lines.append(build_prompt(ins, inp, "ko") + resp)
     for r in alpaca[:14]:
-        if r["input"]:
-            lines.append(EN_TEMPLATE_INPUT.format(**r, response=r["output"]))
-        else:
-            lines.append(EN_TEMPLATE.format(instruction=r["instruction"], response=r["output"]))
+        lines.append(build_prompt(r["instruction"], r["input"], "en") + r["output"])
     # every distinct sentence / prompt used in the data sets
     texts = []
     for r in sft:
@@ -673,13 +658,10 @@ def main():
             else " ".join(en_prose(rng) for _ in range(rng.randint(3, 6)))
         )
         if n % 40 == 0:
-            para = (EN_TEMPLATE if n % 80 == 0 else KO_TEMPLATE).format(
-                instruction=(
-                    prompts_en[n // 40 % len(prompts_en)]["instruction"]
-                    if n % 80 == 0
-                    else ppo[n // 40 % len(ppo)]["prompt"]
-                ),
-                response="",
+            para = (
+                build_prompt(prompts_en[n // 40 % len(prompts_en)]["instruction"], "", "en")
+                if n % 80 == 0
+                else build_prompt(ppo[n // 40 % len(ppo)]["prompt"], "", "ko")
             )
         lines.append(para)
         size += len(para.encode("utf-8")) + 1
