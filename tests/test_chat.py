@@ -261,3 +261,34 @@ def test_build_sft_dataset_follows_the_rule(tokenizer):
     ds, template = build_sft_dataset([{"chat": CONVO}], tokenizer, 256, chat_template="chatml", messages_key="chat",
                                      train_on="last")
     assert _trained_spans(tokenizer, ds[0]) == [A2 + "<|im_end|>"]
+
+
+def test_shipped_conversation_files_are_what_the_generator_writes_and_read_whole(tokenizer, tmp_path):
+    import filecmp
+    import importlib.util
+    import os
+
+    from conftest import ROOT
+
+    from coati.dataset.io import load_rows
+    from coati.dataset.preference import rows_to_pairs
+
+    names = ["conversations_ko.jsonl", "conversations_sharegpt_ko.jsonl", "preference_conversations_ko.jsonl"]
+    spec = importlib.util.spec_from_file_location("make_conversations", os.path.join(ROOT, "data",
+                                                                                      "make_conversations.py"))
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    generator.main(tmp_path)
+    for name in names:
+        assert filecmp.cmp(tmp_path / name, os.path.join(ROOT, "data", name), shallow=False), name
+    template = load_chat_template("ko", tokenizer)
+    for name, n in zip(names[:2], (60, 10)):
+        ds = ChatSFTDataset(load_rows(os.path.join(ROOT, "data", name)), tokenizer, 512, template)
+        assert len(ds) == n and ds.dropped == 0 and ds.truncated == 0
+        users = [sum(m["role"] == "user" for m in normalize_messages(
+            r.get("messages") or r.get("conversations"))) for r in load_rows(os.path.join(ROOT, "data", name))]
+        assert set(users) == {2, 3}
+    pairs = rows_to_pairs(load_rows(os.path.join(ROOT, "data", names[2])))
+    assert len(pairs) == 60 and all(p.prompt[-1]["role"] == "user" and p.chosen != p.rejected for p in pairs)
+    bad = [text for texts in generator.REJECTED.values() for text in texts]
+    assert all(p.rejected in bad and len(p.chosen) > len(p.rejected) for p in pairs)
