@@ -48,6 +48,12 @@ class BoolFlag(argparse._StoreTrueAction):
         setattr(namespace, self.dest, self.const if values is None else values)
 
 
+def accept_bool_values(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every store_true flag added to `parser` from now on, a script's own too, also takes True/False after it."""
+    parser.register("action", "store_true", BoolFlag)
+    return parser
+
+
 class BoolOptional(argparse.BooleanOptionalAction):
     """--flag / --no-flag as before, and `--flag False` too."""
 
@@ -66,8 +72,7 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     """Shared flags; `epochs=False` (PPO) leaves out the epoch/batch/eval/schedule flags it has no use for (it
     has its own learning rates and logs once per episode)."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    # Every store_true flag, the scripts' own too, also takes True/False after it.
-    p.register("action", "store_true", BoolFlag)
+    accept_bool_values(p)
     p.add_argument("--strategy", default="ddp", choices=STRATEGIES,
                    help="how to train across processes (the original guide defaulted to colossalai_zero2, which "
                         "needs requirements-colossalai.txt and a GPU; ddp runs everywhere)")
