@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 
+from coati.dataset.chat import TRAIN_ON
 from coati.dataset.templates import LANGUAGES
 from coati.errors import UserError
 from coati.models.registry import MODEL_CHOICES
@@ -15,10 +17,61 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     pass
 
 
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """'True'/'False' and the usual spellings; the original guide wrote `--need_optim_ckpt True`."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False (or {'/'.join(TRUE_WORDS[1:] + FALSE_WORDS[1:])}), "
+                                     f"got {text!r}")
+
+
+class BoolFlag(argparse._StoreTrueAction):
+    """A store_true flag that also takes a value: `--flag`, `--flag True` and `--flag False` (off).
+
+    Registered as the parser's "store_true" action, so every such flag of every script accepts a value; it
+    stays a _StoreTrueAction for tools that read parsers (the flag tables)."""
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None, **kwargs):
+        argparse.Action.__init__(self, option_strings=option_strings, dest=dest, nargs="?", const=True,
+                                 default=default, type=parse_bool, required=required, help=help,
+                                 metavar="BOOL", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if values is None else values)
+
+
+def accept_bool_values(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every store_true flag added to `parser` from now on, a script's own too, also takes True/False after it."""
+    parser.register("action", "store_true", BoolFlag)
+    return parser
+
+
+class BoolOptional(argparse.BooleanOptionalAction):
+    """--flag / --no-flag as before, and `--flag False` too."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs, self.type, self.metavar = "?", parse_bool, "BOOL"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.option_strings and option_string.startswith("--no-"):
+            setattr(namespace, self.dest, False if values is None else not values)
+        else:
+            setattr(namespace, self.dest, True if values is None else values)
+
+
 def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParser:
     """Shared flags; `epochs=False` (PPO) leaves out the epoch/batch/eval/schedule flags it has no use for (it
     has its own learning rates and logs once per episode)."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    accept_bool_values(p)
     p.add_argument("--strategy", default="ddp", choices=STRATEGIES,
                    help="how to train across processes (the original guide defaulted to colossalai_zero2, which "
                         "needs requirements-colossalai.txt and a GPU; ddp runs everywhere)")
@@ -31,7 +84,7 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     if epochs:
         p.add_argument("--max_epochs", type=int, default=3, help="passes over the training data")
         p.add_argument("--batch_size", type=int, default=4, help="micro-batch size per process")
-        p.add_argument("--group_by_length", action=argparse.BooleanOptionalAction, default=True,
+        p.add_argument("--group_by_length", action=BoolOptional, default=True,
                        help="batch examples of similar length together (less padding, same data each epoch)")
     p.add_argument("--max_len", type=int, default=512, help="longest tokenised sequence; longer rows are cut")
     if epochs:
@@ -45,9 +98,17 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     p.add_argument("--lora_rank", type=int, default=0, help="LoRA rank on all linear layers; 0 = full tuning")
     p.add_argument("--lora_alpha", type=int, default=16, help="LoRA scaling (the update is scaled by alpha / rank)")
     p.add_argument("--lora_dropout", type=float, default=0.05, help="dropout on the LoRA branch")
-    p.add_argument("--merge_lora", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--merge_lora", action=BoolOptional, default=True,
                    help="merge LoRA into the saved model (--no-merge_lora saves a PEFT adapter folder)")
     p.add_argument("--language", default="ko", choices=LANGUAGES, help="prompt template language")
+    p.add_argument("--chat_template", default=None,
+                   help="how conversations are rendered: tokenizer (its own chat_template), ko, en, chatml, or a "
+                        "Jinja file; unset: conversation data uses the tokenizer's own, instruction rows the "
+                        "--language template")
+    p.add_argument("--messages_str", default="messages",
+                   help="column holding a conversation's turns (ShareGPT 'conversations' is read as well)")
+    p.add_argument("--train_on", default="all", choices=TRAIN_ON,
+                   help="which assistant turns of a conversation are trained: all, or only the last")
     p.add_argument("--without_prompt", action="store_true",
                    help="do not wrap prompts in the template (the data already has its own prompt wording)")
     p.add_argument("--max_datasets_size", type=int, default=None, help="use only the first N rows")
@@ -93,6 +154,7 @@ def check_common(args: argparse.Namespace) -> None:
     """Flag combinations that cannot work, and paths that do not hold what they should."""
     from coati.models.loading import check_model_source
 
+    check_logging_backends(args)
     for name in ("max_epochs", "batch_size", "accumulation_steps", "max_len"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
@@ -104,6 +166,9 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError("--pretrain is required: a model folder or hub name (a tiny one: python -m coati.kit tiny "
                         "--model gpt2 --out tiny-gpt2)")
     check_model_source(args.pretrain, "--pretrain")
+    from coati.dataset.chat import check_chat_template_flag
+
+    check_chat_template_flag(getattr(args, "chat_template", None))
     from coati.strategies import check_strategy
 
     check_strategy(args.strategy, args.dtype)
@@ -116,6 +181,14 @@ def check_common(args: argparse.Namespace) -> None:
     from coati.checkpoint import resolve_resume
 
     args.resume_checkpoint = resolve_resume(args.resume_from, args.save_path)
+
+
+def check_logging_backends(args: argparse.Namespace) -> None:
+    """--use_wandb / --use_tensorboard need their package: say so now, not after the models have loaded."""
+    for flag, package in (("use_wandb", "wandb"), ("use_tensorboard", "tensorboard")):
+        if getattr(args, flag, False) and importlib.util.find_spec(package) is None:
+            raise UserError(f"--{flag} needs the {package} package, which is not installed; pip install {package} "
+                            f"or leave out --{flag}")
 
 
 def check_tokenizer_source(path: str) -> None:

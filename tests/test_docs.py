@@ -362,10 +362,10 @@ def test_every_flag_in_the_page_exists_in_its_script(page):
 
 def test_prose_flags_are_checked_against_their_section():
     """The section logic itself: a flag of another script in a script's section is caught."""
-    text = "## Stage 2 (`train_reward_model.py`)\n\nUse `--loss_fn` and `--accumulation_steps`.\n"
+    text = "## Stage 2 (`train_reward_model.py`)\n\nUse `--loss_fn` and `--output_str`.\n"
     flagged = [p for kind, _, body, script, no in page_parts(text) if kind == "prose"
                for p in section_flag_problems(body, script, f"x:{no}")]
-    assert flagged == ["x:3: --accumulation_steps is not a flag of train_reward_model.py"]
+    assert flagged == ["x:3: --output_str is not a flag of train_reward_model.py"]
     assert inline_commands("run `python train_sft.py --help` or `pip install x`") == ["python train_sft.py --help"]
 
 

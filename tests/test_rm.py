@@ -221,3 +221,142 @@ def test_train_reward_model_hh_style_naive_with_lora(tiny_models, tmp_path):
     args = json.loads((out / "args.json").read_text())
     assert args["loss_fn"] == "log_exp" and args["lora_rank"] == 4
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
+
+
+# -- rankings, conversation pairs, the prompt rule, dropped rows -------------------------------------------------
+def _three(ranking):
+    return {"prompt": "q", "completion_0": "zero", "completion_1": "one", "completion_2": "two", "ranking": ranking}
+
+
+@pytest.mark.parametrize("ranking, ranks, slots", [
+    ([1, 2, 0], [("two", "zero"), ("two", "one"), ("zero", "one")], [("one", "two"), ("one", "zero"), ("two", "zero")]),
+    ([2, 0, 1], [("one", "two"), ("one", "zero"), ("two", "zero")], [("two", "zero"), ("two", "one"), ("zero", "one")]),
+    ([1, 0, 2], [("one", "zero"), ("one", "two"), ("zero", "two")], [("one", "zero"), ("one", "two"), ("zero", "two")]),
+])
+def test_ranking_orders_slots_and_ranks(ranking, ranks, slots):
+    assert [(p.chosen, p.rejected) for p in ranking_pairs(_three(ranking), "ranks")] == ranks
+    assert [(p.chosen, p.rejected) for p in ranking_pairs(_three(ranking), "slots")] == slots
+    assert [(p.chosen, p.rejected) for p in rows_to_pairs([_three(ranking)], ranking_order="slots")] == slots
+
+
+def test_slots_read_what_kochatgpts_generator_writes():
+    import itertools
+
+    sentences = ["best", "middle", "worst"]
+    for ranking in itertools.permutations(range(3)):
+        row = {"prompt": "q", "ranking": list(ranking)}
+        for k, slot in enumerate(ranking):
+            row[f"completion_{slot}"] = sentences[k]
+        assert [(p.chosen, p.rejected) for p in ranking_pairs(row, "slots")] == [
+            ("best", "middle"), ("best", "worst"), ("middle", "worst")]
+    with pytest.raises(UserError, match="row 0: 'ranking' \\[0, 0, 1\\] is not an order of the completions 0..2"):
+        rows_to_pairs([_three([0, 0, 1])], ranking_order="slots")
+    with pytest.raises(UserError, match="--ranking_order best is unknown"):
+        rows_to_pairs([_three([0, 1, 2])], ranking_order="best")
+
+
+def test_rows_missing_or_empty_values_are_dropped_and_counted():
+    from coati.dataset.io import ReadReport
+
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q", "chosen": "", "rejected": "b"},
+            {"prompt": "q", "rejected": "b"}, {"prompt": "q", "chosen": "a", "rejected": "a"},
+            {"prompt": "q", "chosen": None, "rejected": "b"}, {"prompt": "r", "chosen": "c", "rejected": "d"}]
+    report = ReadReport("p.jsonl")
+    pairs = rows_to_pairs(rows, report=report)
+    assert [(p.prompt, p.chosen) for p in pairs] == [("q", "a"), ("r", "c")]
+    assert report.dropped_rows == {"with an empty 'chosen'": [2, 5], "with no 'chosen'": [3],
+                                   "whose chosen and rejected answers are the same": [4]}
+    assert report.summary() == ("p.jsonl: read 6 rows, used 2, truncated 0, dropped 4 (2 with an empty 'chosen': "
+                                "rows 2, 5; 1 with no 'chosen': row 3; 1 whose chosen and rejected answers are "
+                                "the same: row 4)")
+    with pytest.raises(UserError, match="row 0 has no key 'chosen' for format 'pairs' .keys found: prompt, good, "
+                                        "rejected"):
+        rows_to_pairs([{"prompt": "q", "good": "a", "rejected": "b"}] * 2, fmt="pairs")
+    with pytest.raises(UserError, match="no preference pairs .2 with an empty 'prompt': rows 1, 2"):
+        rows_to_pairs([{"prompt": " ", "chosen": "a", "rejected": "b"}] * 2)
+
+
+SYS, U1, A1, U2 = "친절하게 답하세요.", "김치찌개 끓이는 법 알려 주세요.", "먼저 김치를 볶으세요.", "돼지고기도 넣나요?"
+GOOD_A, BAD_A = "네, 돼지고기를 함께 볶으면 국물이 진해져요.", "몰라요."
+
+
+def _msgs(*pairs):
+    return [{"role": r, "content": c} for r, c in pairs]
+
+
+def test_conversation_preference_formats():
+    lead = _msgs(("system", SYS), ("user", U1), ("assistant", A1), ("user", U2))
+    ultra = {"prompt": U2, "chosen": lead + _msgs(("assistant", GOOD_A)), "rejected": lead + _msgs(("assistant", BAD_A))}
+    answers_only = {"prompt": U1, "chosen": _msgs(("assistant", GOOD_A)), "rejected": _msgs(("assistant", BAD_A))}
+    forked = {"chosen": lead + _msgs(("assistant", GOOD_A)),
+              "rejected": _msgs(("user", U1), ("assistant", "다른 답"), ("user", U2), ("assistant", BAD_A))}
+    empty = {"chosen": lead + _msgs(("assistant", " ")), "rejected": lead + _msgs(("assistant", BAD_A))}
+    from coati.dataset.io import ReadReport
+
+    report = ReadReport()
+    pairs = rows_to_pairs([ultra, answers_only, forked, empty], report=report)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [(lead, GOOD_A, BAD_A),
+                                                                 (_msgs(("user", U1)), GOOD_A, BAD_A)]
+    assert report.dropped_rows == {"whose chosen and rejected differ in more than their last assistant turn": [3],
+                                   "with an empty turn": [4]}
+    listed = rows_to_pairs([{"prompt": lead, "chosen": GOOD_A, "rejected": BAD_A}])
+    assert [(p.prompt, p.chosen) for p in listed] == [(lead, GOOD_A)]
+    orca = rows_to_pairs([{"system": SYS, "question": U1, "chosen": GOOD_A, "rejected": BAD_A},
+                          {"system": "", "question": U2, "chosen": GOOD_A, "rejected": BAD_A}])
+    assert [p.prompt for p in orca] == [_msgs(("system", SYS), ("user", U1)), _msgs(("user", U2))]
+
+
+def test_one_prompt_rule_for_reward_model_and_ppo(tokenizer):
+    from coati.dataset.chat import load_chat_template
+    from coati.dataset.preference import Pair, has_own_template, render_pair, render_prompt
+    from coati.dataset.prompt import PromptDataset
+    from coati.dataset.templates import build_prompt
+
+    chatml = load_chat_template("chatml", tokenizer)
+    dialogue = "\n\nHuman: 김치찌개 끓이는 법?\n\nAssistant:"
+    assert has_own_template(dialogue) and has_own_template("글\nTL;DR:") and not has_own_template(U1)
+    # A prompt with its own template is wrapped by neither stage, under any template; a plain one by both.
+    for template in (None, chatml):
+        assert render_prompt(dialogue, tokenizer, template=template) == dialogue.strip()
+    assert render_prompt(U1, tokenizer) == build_prompt(U1, "", "ko")
+    assert render_prompt(U1, tokenizer, template=chatml) == f"<|im_start|>user\n{U1}<|im_end|>\n<|im_start|>assistant\n"
+    assert render_prompt(U1, tokenizer, template=chatml, without_prompt=True) == U1
+    lead = _msgs(("system", SYS), ("user", U1))
+    assert render_prompt(lead, tokenizer, template=load_chat_template("ko", tokenizer)) == \
+        f"{SYS}\n\n### 명령어:\n{U1}\n\n### 응답:\n"
+    with pytest.raises(UserError, match="conversation prompts, and no chat template was chosen"):
+        render_prompt(lead, tokenizer)
+    assert render_pair(Pair(lead, GOOD_A, BAD_A), tokenizer, template=chatml)[1:] == (GOOD_A + "<|im_end|>",
+                                                                                  BAD_A + "<|im_end|>")
+    assert render_pair(Pair(U1, GOOD_A, BAD_A), tokenizer)[1:] == (GOOD_A + tokenizer.eos_token,
+                                                               BAD_A + tokenizer.eos_token)
+    for template in (None, chatml):
+        pairs = rows_to_pairs([{"prompt": p, "chosen": GOOD_A, "rejected": BAD_A} for p in (U1, dialogue)])
+        ds = PreferenceDataset(pairs, tokenizer, 256, template=template)
+        ppo = PromptDataset([{"instruction": p} for p in (U1, dialogue)], tokenizer, 256, template=template)
+        for i in range(2):
+            prompt_ids = ppo[i]
+            chosen, rejected = ds[i]
+            text = render_pair(pairs[i], tokenizer, template=template)
+            assert chosen[: len(prompt_ids)] == prompt_ids and rejected[: len(prompt_ids)] == prompt_ids
+            assert tokenizer.decode(chosen) == text[0] + text[1] and tokenizer.decode(rejected) == text[0] + text[2]
+    conv = PreferenceDataset([Pair(lead, GOOD_A, BAD_A)], tokenizer, 256, template=chatml)
+    ppo = PromptDataset([{"messages": lead + _msgs(("assistant", A1))}], tokenizer, 256, template=chatml)
+    assert conv[0][0][: len(ppo[0])] == ppo[0] and tokenizer.decode(ppo[0]).endswith("<|im_start|>assistant\n")
+
+
+def test_pairs_that_cutting_makes_identical_are_dropped(tokenizer):
+    from coati.dataset.preference import Pair
+
+    long_prompt = Pair("긴 질문 " * 80, "좋아요.", "싫어요.")
+    shared = Pair("질문", "같은 말을 반복합니다. " * 30 + "좋아요.", "같은 말을 반복합니다. " * 30 + "싫어요.")
+    fine = Pair("질문", "좋아요. " * 40, "싫어요.")
+    ds = PreferenceDataset([long_prompt, shared, fine], tokenizer, 48, source="r.json")
+    assert len(ds) == 1 and ds.dropped == 2 and ds.truncated == 1
+    assert ds.report.dropped_rows == {"whose prompt alone fills --max_len 48": [1],
+                                      "whose chosen and rejected are the same once cut to --max_len 48": [2]}
+    chosen, rejected = ds[0]
+    assert len(chosen) == 48 and chosen[-1] == tokenizer.eos_token_id and rejected[-1] == tokenizer.eos_token_id
+    with pytest.raises(UserError, match="r.json: no usable preference pair .1 whose prompt alone fills --max_len 48: "
+                                        "row 1.; raise --max_len"):
+        PreferenceDataset([long_prompt], tokenizer, 48, source="r.json")

@@ -51,6 +51,22 @@ def test_truncation_is_counted_and_keeps_prompt(tokenizer):
     assert ds[0]["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
 
 
+def test_rows_missing_or_empty_values_are_dropped_and_counted(tokenizer):
+    from coati.errors import UserError
+
+    rows = [{"instruction": "질문", "output": "대답"}, {"instruction": "질문"}, {"instruction": " ", "output": "대답"},
+            {"instruction": "질문", "output": None}, {"instruction": "긴 질문 " * 60, "output": "대답"},
+            {"instruction": "또 질문", "output": "또 대답"}]
+    ds = SFTDataset(rows, tokenizer, 64, "ko", source="s.json")
+    assert len(ds) == 2 and ds.dropped == 4 and ds.truncated == 0
+    assert ds.report.summary() == ("s.json: read 6 rows, used 2, truncated 0, dropped 4 (1 with no 'output': row 2; "
+                                   "1 with an empty 'instruction': row 3; 1 with an empty 'output': row 4; "
+                                   "1 whose prompt alone fills --max_len 64: row 5)")
+    with pytest.raises(UserError, match="s.json row 0 has no key 'output' and neither has any other row .keys found: "
+                                        "instruction, answer"):
+        SFTDataset([{"instruction": "q", "answer": "a"}] * 3, tokenizer, 64, source="s.json")
+
+
 def _model(tiny_models, family, tokenizer):
     from coati.models.loading import load_causal_lm
     from coati.models.registry import resolve_family

@@ -182,3 +182,70 @@ def test_sampling_flags_that_cannot_work(tmp_path, gpt2, rm):
     res = run_script(["inference.py", "--model_path", gpt2, "--prompt", "안녕?", "--max_new_tokens", "3", "--greedy",
                       "--temperature", "0"])
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+# -- boolean flags, logging backends, chat flags ------------------------------------------------------------------
+@pytest.mark.parametrize("argv, expected", [
+    ([], False), (["--need_optim_ckpt"], True), (["--need_optim_ckpt", "True"], True),
+    (["--need_optim_ckpt", "False"], False), (["--need_optim_ckpt", "false"], False),
+    (["--need_optim_ckpt", "yes"], True), (["--need_optim_ckpt", "0"], False),
+])
+def test_boolean_flags_take_true_or_false_after_them(argv, expected):
+    from coati.cli import base_parser
+
+    args = base_parser("t").parse_args([*argv, "--seed", "3"])
+    assert args.need_optim_ckpt is expected and args.seed == 3
+
+
+def test_every_store_true_flag_takes_a_value_and_optional_flags_still_work(capsys):
+    from coati.cli import base_parser
+
+    p = base_parser("t")
+    p.add_argument("--offload_frozen", action="store_true")  # as a script adds its own
+    args = p.parse_args(["--without_prompt", "False", "--use_wandb", "--offload_frozen", "True",
+                         "--grad_checkpoint", "no"])
+    assert (args.without_prompt, args.use_wandb, args.offload_frozen, args.grad_checkpoint) == (False, True, True,
+                                                                                                  False)
+    assert (p.parse_args([]).merge_lora, p.parse_args(["--no-merge_lora"]).merge_lora) == (True, False)
+    assert p.parse_args(["--merge_lora", "False"]).merge_lora is False
+    assert p.parse_args(["--no-group_by_length"]).group_by_length is False
+    assert p.parse_args(["--group_by_length"]).group_by_length is True
+    with pytest.raises(SystemExit):
+        p.parse_args(["--need_optim_ckpt", "maybe"])
+    assert "--need_optim_ckpt: expected True or False" in capsys.readouterr().err
+
+
+def test_chat_flags_defaults_and_choices():
+    from coati.cli import base_parser
+
+    args = base_parser("t").parse_args([])
+    assert (args.chat_template, args.messages_str, args.train_on) == (None, "messages", "all")
+    args = base_parser("t").parse_args(["--chat_template", "chatml", "--messages_str", "turns", "--train_on", "last"])
+    assert (args.chat_template, args.messages_str, args.train_on) == ("chatml", "turns", "last")
+    with pytest.raises(SystemExit):
+        base_parser("t").parse_args(["--train_on", "first"])
+
+
+def test_use_wandb_without_wandb_is_one_line_before_anything_else(monkeypatch):
+    import importlib.util
+
+    from coati.cli import base_parser, check_common
+    from coati.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    args = base_parser("t").parse_args(["--use_wandb"])  # no --pretrain either: the wandb line comes first
+    with pytest.raises(UserError, match="^--use_wandb needs the wandb package, which is not installed; pip install "
+                                        "wandb or leave out --use_wandb$"):
+        check_common(args)
+    with pytest.raises(UserError, match="--pretrain is required"):
+        check_common(base_parser("t").parse_args(["--use_wandb", "False"]))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "wandb" else real(name, *a))
+    with pytest.raises(UserError, match="--pretrain is required"):
+        check_common(base_parser("t").parse_args(["--use_wandb"]))
+
+
+def test_bad_chat_template_flag_is_refused_before_loading(tmp_path, gpt2):
+    _refused(sft(tmp_path, gpt2, "--chat_template", str(tmp_path / "none.jinja")),
+             "--chat_template", "neither one of tokenizer, ko, en, chatml nor an existing Jinja file")
+    assert not (tmp_path / "out").exists()

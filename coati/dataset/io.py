@@ -125,3 +125,48 @@ def require_keys(rows: list[dict], keys: list[str], where: str, hint: str = "") 
             if key not in row:
                 raise UserError(f"{where} row {i} has no key '{key}' (keys found: {', '.join(map(str, row))})"
                                 + (f"; {hint}" if hint else ""))
+
+
+def require_keys_somewhere(rows: list[dict], keys: list[str], where: str, hint: str = "") -> None:
+    """Each key is in at least one row. A key no row has is a wrong flag or a wrong file (an error naming the
+    keys that are there); a key only some rows lack marks bad rows, which the readers skip and count."""
+    for key in keys:
+        if not any(key in row for row in rows):
+            found = ", ".join(map(str, rows[0]))
+            raise UserError(f"{where} row 0 has no key '{key}' and neither has any other row (keys found: {found})"
+                            + (f"; {hint}" if hint else ""))
+
+
+class ReadReport:
+    """What became of a file's rows: read, used, cut at max_len, and dropped with the reason and row numbers.
+
+    Row numbers count from 1 (the first row of the file is row 1). The scripts print `summary()` once, so a
+    run on a file with a few bad rows goes on and says so instead of stopping or training on wrong data."""
+
+    SHOWN = 5  # row numbers named per reason; the rest are counted
+
+    def __init__(self, source: str = "--dataset", unit: str = "rows"):
+        self.source, self.unit = source, unit
+        self.read = self.used = self.truncated = 0
+        self.dropped_rows: dict[str, list[int]] = {}
+
+    def drop(self, row_number: int, why: str) -> None:
+        self.dropped_rows.setdefault(why, []).append(row_number)
+
+    @property
+    def dropped(self) -> int:
+        return sum(map(len, self.dropped_rows.values()))
+
+    def reasons(self) -> str:
+        parts = []
+        for why, numbers in self.dropped_rows.items():
+            shown = ", ".join(map(str, numbers[: self.SHOWN])) + (", ..." if len(numbers) > self.SHOWN else "")
+            parts.append(f"{len(numbers)} {why}: {'row' if len(numbers) == 1 else 'rows'} {shown}")
+        return "; ".join(parts)
+
+    def summary(self) -> str:
+        """e.g. '--dataset d.jsonl: read 60 rows, used 57, truncated 2, dropped 3 (3 with no assistant turn: rows
+        4, 9, 17)'."""
+        line = (f"{self.source}: read {self.read} {self.unit}, used {self.used}, truncated {self.truncated}, "
+                f"dropped {self.dropped}")
+        return line + (f" ({self.reasons()})" if self.dropped else "")

@@ -4,29 +4,57 @@ from __future__ import annotations
 
 import torch
 
-from coati.dataset.io import require_keys
+from coati.dataset.chat import RowError, find_turns, is_conversation_rows, normalize_messages, prompt_part
+from coati.dataset.io import ReadReport, require_keys_somewhere
 from coati.dataset.padding import pad
-from coati.dataset.sft import encode_prompt
-from coati.dataset.templates import build_prompt
+from coati.dataset.preference import encode_prompt_ids
+from coati.errors import UserError
 
 
 class PromptDataset(torch.utils.data.Dataset):
     """Token ids of templated prompts; prompts over max_input_len keep their end (where the
-    template's response marker sits) and are counted in `truncated`."""
+    template's response marker sits) and are counted in `truncated`.
+
+    Prompts render through preference.render_prompt, the rule the reward model's pairs follow too: a prompt
+    that carries its own dialogue format ('Human: ... Assistant:') is left as it is. Conversation rows
+    (turns under messages_key, `messages` or `conversations`) give their turns up to the last user turn,
+    rendered by `template`. Rows with no prompt or an empty one are dropped and counted in `report`."""
 
     def __init__(self, rows: list[dict], tokenizer, max_input_len: int, language: str = "ko",
                  key: str = "instruction", input_key: str = "input", without_prompt: bool = False,
-                 source: str = "--prompt_dataset"):
-        require_keys(rows, [key], source, hint="name the prompt column with --ppo_instruction_str")
+                 source: str = "--prompt_dataset", *, template=None, messages_key: str = "messages"):
+        conversations = is_conversation_rows(rows, messages_key)
+        if not conversations:
+            require_keys_somewhere(rows, [key], source, hint="name the prompt column with --ppo_instruction_str")
         self.prompts: list[list[int]] = []
-        self.truncated = 0
-        for row in rows:
-            ids = encode_prompt(tokenizer, build_prompt(str(row[key]), str(row.get(input_key) or ""), language,
-                                                        without_prompt))
+        self.report = ReadReport(source, unit="prompts")
+        for number, row in enumerate(rows, start=1):
+            self.report.read += 1
+            if conversations:
+                try:
+                    prompt = prompt_part(normalize_messages(find_turns(row, messages_key), need_assistant=False))
+                    ids = encode_prompt_ids(prompt, tokenizer, template=template)
+                except RowError as err:
+                    self.report.drop(number, str(err))
+                    continue
+            else:
+                value = row.get(key)
+                if value is None or not str(value).strip():
+                    self.report.drop(number, f"with no '{key}'" if key not in row else f"with an empty '{key}'")
+                    continue
+                ids = encode_prompt_ids(str(value), tokenizer, template=template, language=language,
+                                        without_prompt=without_prompt, input_text=str(row.get(input_key) or ""))
             if len(ids) > max_input_len:
-                self.truncated += 1
+                self.report.truncated += 1
                 ids = ids[-max_input_len:]
             self.prompts.append(ids)
+        self.report.used = len(self.prompts)
+        if not self.prompts:
+            raise UserError(f"{source}: no usable prompt ({self.report.reasons()})")
+
+    @property
+    def truncated(self) -> int:
+        return self.report.truncated
 
     def __len__(self) -> int:
         return len(self.prompts)

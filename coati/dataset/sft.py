@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coati.dataset.io import require_keys
+from coati.dataset.io import ReadReport, require_keys_somewhere
 from coati.dataset.padding import pad
 from coati.dataset.templates import build_prompt
 from coati.errors import UserError
@@ -38,33 +38,50 @@ class SFTDataset(torch.utils.data.Dataset):
     Prompt and response are tokenised separately, exactly as the prompt is tokenised for generation,
     so the model learns to continue the very token sequence it will see in PPO. Rows over max_len
     keep their prompt and lose the end of the response (counted in `truncated`); rows whose prompt
-    alone fills max_len are dropped (counted in `dropped`).
+    alone fills max_len, and rows missing the instruction or the output or holding an empty one, are
+    dropped (counted in `dropped`, with their row numbers in `report`).
     """
 
     def __init__(self, rows: list[dict], tokenizer, max_len: int, language: str = "ko", keys: Keys | None = None,
                  without_prompt: bool = False, source: str = "--dataset"):
         keys = keys or Keys()
-        require_keys(rows, [keys.instruction, keys.output], source,
-                     hint="name the columns with --instruction_str/--input_str/--output_str")
+        require_keys_somewhere(rows, [keys.instruction, keys.output], source,
+                               hint="name the columns with --instruction_str/--input_str/--output_str")
         self.examples: list[tuple[list[int], int]] = []
-        self.truncated = self.dropped = 0
-        for i, row in enumerate(rows):
+        self.report = ReadReport(source)
+        for number, row in enumerate(rows, start=1):
+            self.report.read += 1
+            why = _missing_value(row, (keys.instruction, keys.output))
+            if why:
+                self.report.drop(number, why)
+                continue
             instruction, output = row[keys.instruction], row[keys.output]
             input_text = row.get(keys.input) or ""
             if not isinstance(instruction, str) or not isinstance(output, str) or not isinstance(input_text, str):
-                raise UserError(f"{source} row {i}: '{keys.instruction}', '{keys.input}' and '{keys.output}' must be "
-                                "strings")
+                raise UserError(f"{source} row {number - 1}: '{keys.instruction}', '{keys.input}' and '{keys.output}' "
+                                "must be strings")
             prompt_ids = encode_prompt(tokenizer, build_prompt(instruction, input_text, language, without_prompt))
             response_ids = encode_response(tokenizer, output)
             if len(prompt_ids) >= max_len:
-                self.dropped += 1
+                self.report.drop(number, f"whose prompt alone fills --max_len {max_len}")
                 continue
             if len(prompt_ids) + len(response_ids) > max_len:
-                self.truncated += 1
+                self.report.truncated += 1
                 response_ids = response_ids[: max_len - len(prompt_ids)]
             self.examples.append((prompt_ids + response_ids, len(prompt_ids)))
+        self.report.used = len(self.examples)
         if not self.examples:
-            raise UserError(f"{source}: every row's prompt is longer than --max_len {max_len}; raise --max_len")
+            if set(self.report.dropped_rows) == {f"whose prompt alone fills --max_len {max_len}"}:
+                raise UserError(f"{source}: every row's prompt is longer than --max_len {max_len}; raise --max_len")
+            raise UserError(f"{source}: no usable row ({self.report.reasons()})")
+
+    @property
+    def truncated(self) -> int:
+        return self.report.truncated
+
+    @property
+    def dropped(self) -> int:
+        return self.report.dropped
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -76,6 +93,17 @@ class SFTDataset(torch.utils.data.Dataset):
 
     def lengths(self) -> list[int]:
         return [len(ids) for ids, _ in self.examples]
+
+
+def _missing_value(row: dict, keys) -> str:
+    """Why a row cannot be used ('with no 'output'', 'with an empty 'output''), or '' when it can."""
+    for key in keys:
+        if key not in row:
+            return f"with no '{key}'"
+        value = row[key]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"with an empty '{key}'"
+    return ""
 
 
 class SFTCollator:
