@@ -1,14 +1,16 @@
-"""Losses and metrics for SFT, reward-model and PPO training.
+"""Losses and metrics for SFT, reward-model, PPO and preference (DPO, IPO, SimPO, ORPO) training.
 
 Shape letters: B batch, T sequence positions, V vocabulary, A generated (action) tokens.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from coati.ops import masked_mean
+from coati.ops import log_probs_from_logits, masked_mean
 
 PAIRWISE_KINDS = ("log_sig", "log_exp")
 
@@ -105,3 +107,161 @@ def token_nll_sum(
     )
     n_tokens = (shift_labels != ignore_index).sum()
     return nll_sum, n_tokens
+
+
+# --- preference optimisation (DPO and its relatives) ------------------------------------------------------------
+# Shape letters here: N rows of a concatenated batch (chosen rows then rejected rows), P = N / 2 pairs.
+
+PREFERENCE_LOSSES = ("dpo", "ipo", "simpo", "orpo")
+REFERENCE_FREE_LOSSES = ("simpo", "orpo")
+# The papers' usual settings; the stage's --beta overrides them.
+DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "simpo": 2.0, "orpo": 0.1}
+DEFAULT_SIMPO_GAMMA = 0.5
+# ORPO's log(1 - p) is -inf at p = 1; mean token log-probs are held at or below this so the loss stays finite.
+_MAX_MEAN_LOGP = -1e-6
+
+
+def answer_token_logps(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of every answer token and the mask saying which positions are answer tokens.
+
+    logits: (N, T, V); labels: (N, T) aligned with input_ids (HF convention, not shifted), ignore_index on the
+    prompt and the padding. logits[:, t] scores labels[:, t + 1], so both outputs are (N, T - 1):
+    token_logps float32 with exact zeros off the mask, mask bool.
+    """
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != ignore_index
+    # ignore_index is no valid vocabulary index: any real id serves, its log-prob is zeroed below
+    token_logps = log_probs_from_logits(logits[:, :-1], shift_labels.masked_fill(~mask, 0))
+    return torch.where(mask, token_logps, torch.zeros_like(token_logps)), mask
+
+
+def sequence_logps(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each row's answer and its number of answer tokens.
+
+    logits: (N, T, V); labels: (N, T) as for `answer_token_logps`. Returns (logps (N,) float32,
+    lengths (N,) int64). Prompt and padding positions (labels == ignore_index) add nothing, so changing their
+    logits leaves both outputs unchanged. lengths is what SimPO, ORPO, IPO and the SFT term divide by.
+    """
+    token_logps, mask = answer_token_logps(logits, labels, ignore_index)
+    return token_logps.sum(dim=-1), mask.sum(dim=-1)
+
+
+def pair_sequence_logps(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`sequence_logps` of a pair batch (first P rows chosen, last P rejected), split into its halves.
+
+    logits: (2P, T, V); labels: (2P, T). Returns (chosen_logps, rejected_logps, chosen_lengths,
+    rejected_lengths), each (P,).
+    """
+    logps, lengths = sequence_logps(logits, labels, ignore_index)
+    chosen, rejected = logps.chunk(2)
+    chosen_len, rejected_len = lengths.chunk(2)
+    return chosen, rejected, chosen_len, rejected_len
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate at both ends. x: any shape; returns x's shape.
+
+    log1p(-exp(x)) loses precision as x -> 0 and log(-expm1(x)) as x -> -inf; the switch at -ln 2 keeps the
+    better one. Each branch sees only inputs valid for it, so the unused branch cannot put nan in the gradient.
+    """
+    cut = -math.log(2.0)
+    far = torch.where(x < cut, x, torch.full_like(x, cut))
+    near = torch.where(x < cut, torch.full_like(x, cut), x)
+    return torch.where(x < cut, torch.log1p(-torch.exp(far)), torch.log(-torch.expm1(near)))
+
+
+def preference_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor | None = None,
+    ref_rejected_logps: torch.Tensor | None = None,
+    *,
+    loss_type: str,
+    beta: float,
+    label_smoothing: float = 0.0,
+    simpo_gamma: float = DEFAULT_SIMPO_GAMMA,
+    sft_coef: float = 0.0,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference loss and the implicit rewards of both answers.
+
+    All inputs (P,): summed answer log-probs from `sequence_logps` (policy_* with gradient, ref_* without),
+    lengths the answers' token counts. Returns (losses (P,) float32, chosen_rewards (P,), rejected_rewards (P,)),
+    rewards detached; `pair_accuracy` and `pair_distance` of the rewards give the accuracy (a tie is wrong) and
+    the margin. With lc = πc/|c| and lr = πr/|r| the mean token log-probs and h = (πc - rc) - (πr - rr):
+
+      dpo    -(1 - ε) log σ(β h) - ε log σ(-β h)  (ε = label_smoothing: conservative DPO, labels flipped with
+             probability ε). ε = 0 is plain DPO, TRL's "sigmoid", which ignores ε; TRL's "robust" is another
+             estimator, so compare with TRL at ε = 0. Rewards β (πc - rc), β (πr - rr), as TRL logs them.
+      ipo    (h' - 1 / (2β))², h' = (πc - rc) / |c| - (πr - rr) / |r|: log-ratios averaged over answer tokens,
+             as TRL's DPOTrainer does for "ipo". With sums, the target 1 / (2β) would mean a different strength
+             for every answer length; averaged, one β suits short and long answers. Rewards as dpo (summed).
+      simpo  -(1 - ε) log σ(z) - ε log σ(-z), z = β (lc - lr) - γ, no reference model; γ = simpo_gamma is the
+             absolute margin (TRL's CPOConfig.simpo_gamma; the SimPO paper's recipes give it as
+             gamma_beta_ratio * β). Rewards β lc, β lr: the quantity SimPO ranks, as TRL logs it.
+      orpo   -lc + β (-log σ(log odds(c) - log odds(r))), log odds(y) = ly - log(1 - exp(ly)) (exp(ly) =
+             p, the geometric-mean token probability), no reference model; β is the paper's λ, the weight of the
+             odds-ratio term (TRL's ORPOConfig.beta).
+             The NLL covers the answer tokens only (TRL's ORPOTrainer also counts the prompt's). Rewards β lc,
+             β lr as TRL logs them; log odds rise with ly, so the accuracy is the share of pairs whose odds
+             favour the chosen answer.
+
+    sft_coef adds sft_coef * (-lc), the chosen answer's mean token NLL, to any loss type (on top of ORPO's own).
+    It is a per-pair mean, so the caller's mean over pairs weighs every pair alike; TRL's "sft" term and
+    CPO's NLL take the mean over all chosen tokens of the batch instead (equal when all answers are as long).
+    Everything is computed in float32.
+    """
+    if loss_type not in PREFERENCE_LOSSES:
+        raise ValueError(f"unknown preference loss {loss_type!r}; expected one of: {', '.join(PREFERENCE_LOSSES)}")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_smoothing > 0 and loss_type not in ("dpo", "simpo"):
+        raise ValueError(f"label_smoothing applies to dpo and simpo only, not {loss_type}")
+    if loss_type not in REFERENCE_FREE_LOSSES and (ref_chosen_logps is None or ref_rejected_logps is None):
+        raise ValueError(f"{loss_type} needs the reference model's log-probs (ref_chosen_logps, ref_rejected_logps)")
+    needs_lengths = loss_type != "dpo" or sft_coef != 0
+    if needs_lengths and (chosen_lengths is None or rejected_lengths is None):
+        raise ValueError(f"{loss_type}{' with sft_coef' if sft_coef else ''} needs chosen_lengths and "
+                         "rejected_lengths to average log-probs over answer tokens")
+
+    pc, pr = policy_chosen_logps.float(), policy_rejected_logps.float()
+    if needs_lengths:
+        # an answer cut to nothing would divide by zero; the dataset never makes one, the clamp is a guard
+        n_c = chosen_lengths.to(pc.device).float().clamp_min(1.0)
+        n_r = rejected_lengths.to(pc.device).float().clamp_min(1.0)
+        mean_c, mean_r = pc / n_c, pr / n_r
+
+    def smoothed(z: torch.Tensor) -> torch.Tensor:
+        loss = -F.logsigmoid(z)
+        return loss if label_smoothing == 0 else (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-z)
+
+    if loss_type in ("dpo", "ipo"):
+        ratio_c = pc - ref_chosen_logps.to(pc.device).float()
+        ratio_r = pr - ref_rejected_logps.to(pc.device).float()
+        if loss_type == "dpo":
+            losses = smoothed(beta * (ratio_c - ratio_r))
+        else:
+            losses = (ratio_c / n_c - ratio_r / n_r - 1.0 / (2.0 * beta)) ** 2
+        chosen_rewards, rejected_rewards = beta * ratio_c, beta * ratio_r
+    elif loss_type == "simpo":
+        losses = smoothed(beta * (mean_c - mean_r) - simpo_gamma)
+        chosen_rewards, rejected_rewards = beta * mean_c, beta * mean_r
+    else:  # orpo
+        # clamping keeps p < 1, where log odds are finite; it only bites when the answer is already certain
+        lc, lr = mean_c.clamp_max(_MAX_MEAN_LOGP), mean_r.clamp_max(_MAX_MEAN_LOGP)
+        log_odds = (lc - _log1mexp(lc)) - (lr - _log1mexp(lr))
+        losses = -mean_c - beta * F.logsigmoid(log_odds)
+        chosen_rewards, rejected_rewards = beta * mean_c, beta * mean_r
+
+    if sft_coef:
+        losses = losses - sft_coef * mean_c
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()
