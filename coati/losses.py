@@ -1,4 +1,4 @@
-"""Losses and metrics for SFT, reward-model, PPO and preference (DPO, IPO, SimPO, ORPO) training.
+"""Losses and metrics for SFT, reward-model, PPO, critic-free RL (GRPO, RLOO, REINFORCE++) and preference (DPO, IPO, SimPO, ORPO) training.
 
 Shape letters: B batch, T sequence positions, V vocabulary, A generated (action) tokens.
 """
@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from coati.ops import log_probs_from_logits, masked_mean
+from coati.ops import approx_kl, log_probs_from_logits, masked_mean
 
 PAIRWISE_KINDS = ("log_sig", "log_exp")
 
@@ -265,3 +265,61 @@ def preference_loss(
     if sft_coef:
         losses = losses - sft_coef * mean_c
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+# --- critic-free RL (GRPO, RLOO, REINFORCE++) ------------------------------------------------------------
+
+LOSS_AGGS = ("token", "sequence")
+
+
+def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_agg: str = "token") -> torch.Tensor:
+    """Reduce a per-token loss to a scalar.
+
+    per_token, mask: (B, A); returns a scalar. "token": mean over every masked token of the batch, so a long
+    answer weighs more (DAPO's token-level loss). "sequence": mean over each answer's tokens, then mean over
+    the answers that have at least one token (the original GRPO), so every answer weighs the same.
+    """
+    if loss_agg == "token":
+        return masked_mean(per_token, mask)
+    if loss_agg == "sequence":
+        has_tokens = mask.bool().any(dim=1)
+        return masked_mean(masked_mean(per_token, mask, dim=1), has_tokens)
+    raise ValueError(f"unknown loss aggregation {loss_agg!r}; expected one of {', '.join(LOSS_AGGS)}")
+
+
+def clipped_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    loss_agg: str = "token",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate with an asymmetric band and a choice of aggregation.
+
+    logp, old_logp, advantages, mask: (B, A); returns (loss scalar, clipfrac scalar).
+    Per token max(-A * r, -A * clip(r, 1 - eps_low, 1 + eps_high)), r = p / p_old, reduced by
+    aggregate_loss(loss_agg). A wider upper band (DAPO's clip-higher) lets unlikely tokens with a positive
+    advantage grow faster. clipfrac is, as in policy_loss, the share of masked tokens whose clipped term
+    was the larger, over all tokens whatever loss_agg is. eps_low == eps_high with loss_agg="token" gives
+    exactly policy_loss.
+    """
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, loss_agg)
+    clipfrac = masked_mean((clipped > unclipped).to(loss.dtype), mask).detach()
+    return loss, clipfrac
+
+
+def kl_loss(
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, loss_agg: str = "token"
+) -> torch.Tensor:
+    """KL(policy || reference) as a loss term (GRPO's beta * KL), with the k3 estimator.
+
+    logp, ref_logp, mask: (B, A); returns a scalar. Per token k3 = exp(ref - logp) - (ref - logp) - 1,
+    which is >= 0 and unbiased for sampled tokens, reduced by aggregate_loss(loss_agg). Its gradient
+    pulls the policy towards the reference, unlike PPO's KL folded into the reward, which only scores.
+    """
+    return aggregate_loss(approx_kl(logp, ref_logp, mask, kind="k3"), mask, loss_agg)
