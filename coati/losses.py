@@ -1,4 +1,5 @@
-"""Losses and metrics for SFT, reward-model, PPO, critic-free RL (GRPO, RLOO, REINFORCE++) and preference (DPO, IPO, SimPO, ORPO) training.
+"""Losses and metrics for SFT, reward-model, PPO, critic-free RL (GRPO, RLOO, REINFORCE++) and preference
+(DPO, IPO, SimPO, ORPO) training.
 
 Shape letters: B batch, T sequence positions, V vocabulary, A generated (action) tokens.
 """
