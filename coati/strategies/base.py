@@ -105,7 +105,7 @@ class Strategy:
         return model
 
     def generation_kwargs(self) -> dict:
-        """Extra arguments of `coati.models.generation.sample`; sharded strategies need every rank to step
+        """Extra arguments of `coati.models.sampling.sample`; sharded strategies need every rank to step
         together."""
         return {}
 

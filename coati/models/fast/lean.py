@@ -1,4 +1,5 @@
-"""A lean forward pass for GPT-2 and GPT-NeoX, run on the Hugging Face model's own modules and weights.
+"""A lean forward pass for GPT-2 and GPT-NeoX, run on the Hugging Face model's own modules and weights; part
+of the CPU fast path (called through coati/models/fast/__init__.py, which also keeps it off other devices).
 
 Why: transformers' per-module code (mask building, cache objects, output records, a rotary embedding written as
 slices and cats whose backward zero-fills and copies full-size gradients) costs time beside the matmuls, and
@@ -13,9 +14,9 @@ modules, so LoRA layers, hooks on them and the registry's activation swap apply)
 saved. A model this path does not cover exactly (another family, a rope scaling, cross-attention, dropout
 while training, gradient checkpointing, sharded parameters, hooks on the modules it bypasses, a DDP or peft
 wrapper, transformers 4) gets None from `plan` and keeps transformers' forward. Callers plan the model inside a
-DDP wrapper and run this path within DDP's own forward (`causal_lm_logits`; the critic's `ValueModel` is the
-module DDP calls). tests/test_lean.py compares both paths' logits, values, scores, gradients and decoded tokens
-for every layout covered.
+DDP wrapper and run this path within DDP's own forward (`coati.models.fast.logits`; the critic's `ValueModel`
+is the module DDP calls). tests/test_lean.py compares both paths' logits, values, scores, gradients and
+decoded tokens for every layout covered.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""No-grad forwards on the CPU (fp32) through oneDNN's matmul, on weights packed once while a model decodes.
+"""No-grad forwards on the CPU (fp32) through oneDNN's matmul, on weights packed once while a model decodes;
+part of the CPU fast path (called through coati/models/fast/__init__.py).
 
 Why: torch's CPU linear layers call MKL's sgemm, which packs the weight into its blocked layout on every call,
 as BLAS calls do. A decoding step multiplies a few rows (the rollout batch) by every weight of the model;
