@@ -35,10 +35,10 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     """(B, V) probabilities -> (B,) one token per row, token j with probability probs[:, j] / the row's sum.
 
     One uniform number per row against the cumulative distribution: the first token whose running sum reaches it.
-    `torch.multinomial` spends one exponential draw per vocabulary entry instead, which for 8 rows on one CPU
-    thread took about 1 ms at 3,000 tokens and 10 ms at 30,000 (Polyglot-Ko's vocabulary), against 0.07 and
-    0.4 ms here (benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is never drawn:
-    its running sum equals its predecessor's, so it is never the first to reach a threshold above 0.
+    `torch.multinomial` spends one exponential draw per vocabulary entry instead, which costs more the larger
+    the vocabulary (see benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is
+    never drawn: its running sum equals its predecessor's, so it is never the first to reach a threshold
+    above 0.
     """
     cdf = probs.cumsum(-1)
     total = cdf[:, -1:]
@@ -117,9 +117,8 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
     and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
-    concatenation, model-input preparation) is a visible share of it: this loop, which does only what PPO
-    needs, decoded 8 x 32 tokens 1.1-1.2x faster on transformers' forward, and faster again on the lean one
-    (benchmarks/README.md).
+    concatenation, model-input preparation) is a visible share of it; this loop does only what PPO needs
+    (see benchmarks/README.md).
     """
     b, p = input_ids.shape
     # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and

@@ -5,9 +5,8 @@ Why: transformers' per-module code (mask building, cache objects, output records
 slices and cats whose backward zero-fills and copies full-size gradients) costs time beside the matmuls, and
 its forward computes outputs PPO never reads. This path computes the same function with fewer ops, and skips
 the last layer's attention output and MLP at positions before `first` (only their keys and values matter to
-later positions) and the LM head there. Measured on the benchmark's GPT-NeoX (6 x 256, 8 rows, one CPU
-thread): decoding 32 tokens 295 -> 265 ms; an actor + critic update on 8 x 86 positions 562 -> 535 ms; a PPO
-episode's update phase 11% shorter (benchmarks/README.md).
+later positions) and the LM head there. Decoding, scoring and the PPO update all ran faster on the CPU this
+way (see benchmarks/README.md).
 
 What stays Hugging Face's: the modules (`layer.mlp`, `attention.dense`, the norms and embeddings are called as
 modules, so LoRA layers, hooks on them and the registry's activation swap apply), the parameters, what is
