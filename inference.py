@@ -73,7 +73,7 @@ def generate(model, tok, prompt: str, args) -> str:
     import torch
 
     from coati.dataset.sft import encode_prompt
-    from coati.models.generation import sample
+    from coati.models.sampling import sample
 
     ids = torch.tensor([encode_prompt(tok, prompt)])
     with torch.inference_mode():  # nothing here is trained: skip autograd's per-op bookkeeping too

@@ -156,7 +156,7 @@ class Clock:
 
 def flop_counter():
     """torch's FlopCounterMode, also told the two ops its table lacks that these runs call on the CPU: oneDNN's
-    linear (coati's rollout, coati/models/onednn.py) and sdpa's CPU flash kernel (both sides' attention). Matmuls
+    linear (coati's rollout, coati/models/fast) and sdpa's CPU flash kernel (both sides' attention). Matmuls
     and attention are what it counts; elementwise ops, norms and the optimizer are not FLOPs in this sense.
     Attention counts the full T x T square, causal or not, as torch's own sdpa formula does."""
     import torch

@@ -1,14 +1,17 @@
-"""coati's lean forward (coati/models/lean.py) against transformers' own, on every layout it claims to cover."""
+"""The CPU fast path (coati/models/fast): where it runs, and its lean forward against transformers' own on
+every layout it claims to cover."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from coati.models import lean
-from coati.models.generation import causal_lm_logits, position_ids_from_mask, sample
+from coati.models import fast
+from coati.models.fast import lean
+from coati.models.forward import causal_lm_logits, position_ids_from_mask
 from coati.models.loading import enable_checkpointing
 from coati.models.registry import tiny_config
+from coati.models.sampling import sample
 from coati.models.value import ValueModel
 
 LAYOUTS = {
@@ -111,7 +114,7 @@ def test_values_and_scores_equal_transformers(layout, tokenizer, monkeypatch):
     mask[1, -2:] = 0  # a right-padded row too: its score is read two columns from the end
     with torch.no_grad():
         values, scores = model(ids, mask, per_token=True, first=5), model(ids, mask)
-        monkeypatch.setattr(lean, "plan", lambda m: None)
+        monkeypatch.setattr(fast, "plan", lambda model, device=None: None)
         ref_values, ref_scores = model(ids, mask, per_token=True), model(ids, mask)
     assert values.shape == (3, 7)
     real = mask[:, 5:].bool()  # padding positions hold no value anyone reads
@@ -124,7 +127,7 @@ def test_greedy_decoding_equals_transformers_forward(family, tokenizer, monkeypa
     model = build(family, tokenizer)
     ids, mask = batch(t=8)
     out, log_probs = sample(model, ids, mask, tokenizer, max_new_tokens=6, do_sample=False, return_log_probs=True)
-    monkeypatch.setattr(lean, "plan", lambda m: None)  # the same loop on transformers' forward
+    monkeypatch.setattr(fast, "plan", lambda model, device=None: None)  # the loop on transformers' forward
     ref, ref_log_probs = sample(model, ids, mask, tokenizer, max_new_tokens=6, do_sample=False,
                                 return_log_probs=True)
     assert torch.equal(out, ref)
@@ -208,3 +211,62 @@ def test_a_ddp_actor_runs_the_lean_forward_through_ddps_own_forward(tokenizer, t
     assert logits.equal(ref)
     for (name, p), q in zip(model.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_the_fast_path_runs_on_the_cpu_only(tokenizer):
+    """Decided from the model and a device, allocating nothing there: on CUDA (or any device but the CPU)
+    transformers' forward runs, with its SDPA / flash attention kernels."""
+    model = build("gptneox", tokenizer)
+    assert isinstance(fast.plan(model), lean.Plan)  # the device of its parameters: the CPU
+    assert isinstance(fast.plan(model, torch.device("cpu")), lean.Plan)
+    for device in (torch.device("cuda"), torch.device("cuda", 1), torch.device("meta")):
+        assert fast.plan(model, device) is None, device
+
+    on_meta = build("gpt2", tokenizer).to("meta")
+    assert fast.plan(on_meta) is None  # its parameters are on the meta device
+    assert isinstance(fast.plan(on_meta, torch.device("cpu")), lean.Plan)  # its structure alone allows it
+    wrapper = torch.nn.ModuleDict({"m": model})
+    assert fast.plan(wrapper, torch.device("cpu")) is None  # a wrapper (peft) must run its forward
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptneox"])
+def test_on_the_cpu_every_caller_takes_the_fast_path_and_forced_off_gives_the_same_outputs(family, tokenizer,
+                                                                                           monkeypatch):
+    """Decoding, the actor's logits and the critic's values and scores each run the lean forward (counted by
+    the ids each call is given); with the decision forced off, none does and the outputs agree."""
+    from transformers import AutoModelForSequenceClassification
+
+    actor = build(family, tokenizer)
+    scorer = build(family, tokenizer, AutoModelForSequenceClassification)
+    scorer.config.pad_token_id = tokenizer.pad_token_id
+    critic = ValueModel(scorer)
+    ids, mask = batch(t=8)
+    calls, lean_forward = [], lean.forward
+
+    def counted(p, input_ids, *args, **kwargs):
+        calls.append(tuple(input_ids.shape))
+        return lean_forward(p, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(lean, "forward", counted)
+
+    def run():
+        with torch.no_grad():
+            # EOS barred for all 4 tokens: the prefill and 3 one-token steps, whatever the weights
+            seqs, log_probs = sample(actor, ids, mask, tokenizer, max_new_tokens=4, min_new_tokens=4,
+                                     do_sample=False, return_log_probs=True)
+            full = torch.cat([mask, torch.ones_like(seqs[:, 8:])], dim=1)
+            logits = causal_lm_logits(actor, seqs, full, 7)
+            values = critic(seqs, full, per_token=True, first=7)
+            scores = critic(seqs, full)
+        return seqs, log_probs, logits, values, scores
+
+    ours = run()
+    assert calls == [(3, 8), (3, 1), (3, 1), (3, 1), (3, 12), (3, 12), (3, 12)]
+    calls.clear()
+    monkeypatch.setattr(fast, "plan", lambda model, device=None: None)
+    theirs = run()
+    assert calls == []
+    assert ours[0].shape == (3, 12) and ours[0].equal(theirs[0])
+    assert ours[2].shape[:2] == ours[3].shape == (3, 5) and ours[4].shape == (3,)
+    for a, b in zip(ours[1:], theirs[1:]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -1,15 +1,16 @@
-"""No-grad linear layers on oneDNN (coati/models/onednn.py): same outputs as torch's, swapped only where covered,
-always restored."""
+"""No-grad linear layers on oneDNN (coati/models/fast/onednn.py): same outputs as torch's, swapped only where
+covered, always restored."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from coati.models import onednn
-from coati.models.generation import causal_lm_logits, sample
-from coati.models.onednn import onednn_linears
+from coati.models.fast import onednn
+from coati.models.fast.onednn import onednn_linears
+from coati.models.forward import causal_lm_logits
 from coati.models.registry import tiny_config
+from coati.models.sampling import sample
 from coati.models.value import ValueModel
 
 

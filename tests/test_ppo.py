@@ -70,7 +70,7 @@ def test_experience_shapes_for_every_family(tiny_models, tokenizer, family):
     policy_loss(new_log_probs, exp.log_probs, exp.advantages, exp.action_mask)[0].backward()
     assert new_log_probs.grad is not None
     # recomputing the actor's log-probs on the re-padded batch gives the sampled ones (same positions)
-    from coati.models.generation import causal_lm_logits
+    from coati.models.forward import causal_lm_logits
     from coati.ops import log_probs_from_logits
 
     # (the maker reads them off the decoding steps, without a forward pass of its own)

@@ -8,8 +8,9 @@ import torch
 from conftest import FAMILIES
 
 from coati.errors import NonFiniteError
-from coati.models import generation
-from coati.models.generation import _decode_plan, causal_lm_logits, draw, sample, warp_logits
+from coati.models import sampling
+from coati.models.forward import causal_lm_logits
+from coati.models.sampling import _decode_plan, draw, sample, warp_logits
 
 PROMPTS = ["안녕하세요 오늘은", "주말에 어디", "공부는 어떻게 해요? 정말 궁금해요 알려주세요"]
 
@@ -148,7 +149,7 @@ def test_non_finite_logits_stop_decoding_with_one_clear_error(tiny_models, token
     """Both decoding paths: coati's loop and `generate`, which transformers 4 (the ColossalAI pin) uses (there,
     both cases run generate)."""
     if path == "generate":
-        monkeypatch.setattr(generation, "_decode_plan", lambda model: None)
+        monkeypatch.setattr(sampling, "_decode_plan", lambda model: None)
     model = load(tiny_models, tokenizer, "gpt2")
     ids, mask = left_padded(tokenizer, PROMPTS)
     calls = []

@@ -7,7 +7,8 @@ import contextlib
 import torch
 
 from coati.experience.experience import Sample
-from coati.models.generation import causal_lm_logits, sample
+from coati.models.forward import causal_lm_logits
+from coati.models.sampling import sample
 from coati.ops import (
     action_mask_from_sequences,
     compute_token_rewards,

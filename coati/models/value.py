@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from coati.errors import UserError
-from coati.models.generation import position_ids_from_mask, position_kwargs
+from coati.models import fast
+from coati.models.forward import position_kwargs
+from coati.models.unwrap import innermost
 from coati.ops import last_true_index
 
 
@@ -31,24 +33,18 @@ class ValueModel(nn.Module):
         super().__init__()
         self.hf = hf_model
 
-    def _parts(self):
-        hf = self.hf.get_base_model() if hasattr(self.hf, "get_base_model") else self.hf
-        return getattr(hf, hf.base_model_prefix), hf.score
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False,
                 first: int = 0) -> torch.Tensor:
         """(B,) scores, or with per_token (B, T - first) values of positions first..T-1."""
-        from coati.models import lean
-        from coati.models.onednn import onednn_linears
-
-        backbone, head = self._parts()
-        fast = lean.plan(self.hf)  # None for a peft-wrapped model, whose forward must run as written
+        hf = innermost(self.hf)
+        backbone, head = getattr(hf, hf.base_model_prefix), hf.score
+        plan = fast.plan(self.hf)  # None off the CPU, or for a peft wrapper (its forward must run as written)
         last = None if per_token else last_true_index(attention_mask)
-        with onednn_linears(self.hf):
-            if fast is not None:
+        with fast.linears(self.hf):
+            if plan is not None:
                 # Only the positions read below need the last layer's MLP: the response's, or each row's last token.
                 cut = first if per_token else int(last.min())
-                hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, cut)
+                hidden = fast.hidden_states(plan, input_ids, attention_mask, cut)
             else:
                 cut = 0
                 hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,

@@ -107,7 +107,7 @@ class Strategy:
         return model
 
     def generation_kwargs(self) -> dict:
-        """Extra arguments of `coati.models.generation.sample`; sharded strategies need every rank to step
+        """Extra arguments of `coati.models.sampling.sample`; sharded strategies need every rank to step
         together."""
         return {}
 
@@ -204,7 +204,9 @@ class Strategy:
 # -- helpers for strategies whose weights are sharded --------------------------------------------------------
 def hf_part(module: torch.nn.Module) -> torch.nn.Module:
     """The module to `save_pretrained`: the model itself, or the `.hf` model a wrapper holds."""
-    return module if hasattr(module, "save_pretrained") else module.hf
+    from coati.models.unwrap import savable
+
+    return savable(module)
 
 
 def meta_skeleton(model: torch.nn.Module) -> torch.nn.Module:
@@ -221,8 +223,9 @@ def meta_skeleton(model: torch.nn.Module) -> torch.nn.Module:
 def fill_skeleton(skeleton: torch.nn.Module, state: dict) -> torch.nn.Module:
     """Load a full CPU state dict into a `meta_skeleton` by assignment; refuses to leave meta tensors."""
     skeleton.load_state_dict(state, strict=False, assign=True)
-    hf = hf_part(skeleton)
-    base = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
+    from coati.models.unwrap import innermost
+
+    base = innermost(skeleton)
     if hasattr(base, "tie_weights"):
         base.tie_weights()  # assignment gave tied names separate tensors; tie them again
     left = [n for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()] if t.is_meta]

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from coati.dataset.sampler import LengthGroupedSampler
 from coati.experience.experience import Sample, collate
 from coati.losses import policy_loss, token_nll_sum, value_loss
-from coati.models.generation import causal_lm_logits
+from coati.models.forward import causal_lm_logits
 from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean, masked_moments, whiten
 from coati.trainer.guard import finite_or_skip
 from coati.trainer.metrics import summed_counts

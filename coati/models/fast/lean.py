@@ -1,21 +1,21 @@
-"""A lean forward pass for GPT-2 and GPT-NeoX, run on the Hugging Face model's own modules and weights.
+"""A lean forward pass for GPT-2 and GPT-NeoX, run on the Hugging Face model's own modules and weights; part
+of the CPU fast path (called through coati/models/fast/__init__.py, which also keeps it off other devices).
 
 Why: transformers' per-module code (mask building, cache objects, output records, a rotary embedding written as
 slices and cats whose backward zero-fills and copies full-size gradients) costs time beside the matmuls, and
 its forward computes outputs PPO never reads. This path computes the same function with fewer ops, and skips
 the last layer's attention output and MLP at positions before `first` (only their keys and values matter to
-later positions) and the LM head there. Measured on the benchmark's GPT-NeoX (6 x 256, 8 rows, one CPU
-thread): decoding 32 tokens 295 -> 265 ms; an actor + critic update on 8 x 86 positions 562 -> 535 ms; a PPO
-episode's update phase 11% shorter (benchmarks/README.md).
+later positions) and the LM head there. Decoding, scoring and the PPO update all ran faster on the CPU this
+way (see benchmarks/README.md).
 
 What stays Hugging Face's: the modules (`layer.mlp`, `attention.dense`, the norms and embeddings are called as
 modules, so LoRA layers, hooks on them and the registry's activation swap apply), the parameters, what is
 saved. A model this path does not cover exactly (another family, a rope scaling, cross-attention, dropout
 while training, gradient checkpointing, sharded parameters, hooks on the modules it bypasses, a DDP or peft
 wrapper, transformers 4) gets None from `plan` and keeps transformers' forward. Callers plan the model inside a
-DDP wrapper and run this path within DDP's own forward (`causal_lm_logits`; the critic's `ValueModel` is the
-module DDP calls). tests/test_lean.py compares both paths' logits, values, scores, gradients and decoded tokens
-for every layout covered.
+DDP wrapper and run this path within DDP's own forward (`coati.models.fast.logits`; the critic's `ValueModel`
+is the module DDP calls). tests/test_lean.py compares both paths' logits, values, scores, gradients and
+decoded tokens for every layout covered.
 """
 
 from __future__ import annotations

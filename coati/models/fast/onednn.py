@@ -1,12 +1,12 @@
-"""No-grad forwards on the CPU (fp32) through oneDNN's matmul, on weights packed once while a model decodes.
+"""No-grad forwards on the CPU (fp32) through oneDNN's matmul, on weights packed once while a model decodes;
+part of the CPU fast path (called through coati/models/fast/__init__.py).
 
 Why: torch's CPU linear layers call MKL's sgemm, which packs the weight into its blocked layout on every call,
 as BLAS calls do. A decoding step multiplies a few rows (the rollout batch) by every weight of the model;
 oneDNN, which torch ships for its own compiler, can pack each weight once per rollout and reuse it for all the
-steps. On the benchmark's GPT-NeoX (6 x 256, 8 rows, one thread, an AMD EPYC with AVX-512) decoding 8 x 32
-tokens took 206-220 ms instead of 249-263, and the scoring forwards (unpacked: many rows, few calls) about 5%
-less (benchmarks/README.md). Training keeps torch's matmul: oneDNN builds a kernel for each new shape, and with
-a new sequence length at every step that ate its gain (SFT and RM ran no faster, a PPO update within the noise).
+steps. Decoding, and the scoring forwards (unpacked: many rows, few calls), ran faster this way (see
+benchmarks/README.md). Training keeps torch's matmul: oneDNN builds a kernel for each new shape, and training
+sees a new sequence length at every step, which ate the gain (see benchmarks/README.md).
 
 `onednn_linears(model)` swaps, for the span of a `with` block under no_grad, the forward of each `nn.Linear` and
 GPT-2 `Conv1D` it covers for one on oneDNN; leaving the block restores the class forward. Covered is what

@@ -1,90 +1,17 @@
-"""Forward passes over left-padded sequences, and sampling with the KV cache.
+"""Sampling continuations of left-padded prompts with a KV cache, and the rules a token is drawn by.
 
-PPO sequences are left-padded prompts followed by responses. Models with absolute positions (GPT-2, OPT)
-would see a padded prompt at other positions than an unpadded one, so position ids are derived from the
-attention mask here, exactly as `generate` derives them; BLOOM (ALiBi) takes no position ids.
+The forward passes themselves live in coati/models/forward.py (and, on the CPU, coati/models/fast); this
+module adds the decoding loop, the logits warping and the draw.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import torch
 
 from coati.errors import NonFiniteError
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) mask -> (B, T) positions counting real tokens from 0; padding gets 1 (never attended)."""
-    pos = attention_mask.long().cumsum(-1) - 1
-    return pos.masked_fill(attention_mask == 0, 1)
-
-
-def _innermost(model: torch.nn.Module) -> torch.nn.Module:
-    while True:
-        if hasattr(model, "module"):  # DDP
-            model = model.module
-        elif hasattr(model, "get_base_model"):  # peft
-            model = model.get_base_model()
-        elif hasattr(model, "hf"):  # coati ValueModel
-            model = model.hf
-        else:
-            return model
-
-
-@functools.cache
-def _forward_params(cls: type) -> frozenset:
-    return frozenset(inspect.signature(cls.forward).parameters)
-
-
-def _takes_position_ids(model: torch.nn.Module) -> bool:
-    inner = _innermost(model)
-    base = getattr(inner, inner.base_model_prefix, inner) if hasattr(inner, "base_model_prefix") else inner
-    return "position_ids" in _forward_params(type(base))
-
-
-def position_kwargs(model: torch.nn.Module, attention_mask: torch.Tensor) -> dict:
-    """{"position_ids": ...} when the model takes them, else {}."""
-    return {"position_ids": position_ids_from_mask(attention_mask)} if _takes_position_ids(model) else {}
-
-
-def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     first: int = 0) -> torch.Tensor:
-    """(B, T - first, V) logits of positions first..T-1, with padding-aware positions; called through the
-    wrapper so DDP/FSDP hooks run.
-
-    PPO reads only the logits that predict the response (first = prompt length - 1): the LM head then runs on
-    those positions alone, and on coati's lean forward (GPT-2, GPT-NeoX) so does the last layer's MLP.
-    """
-    from torch.nn.parallel import DistributedDataParallel
-
-    from coati.models import lean
-    from coati.models.onednn import onednn_linears
-
-    inner = model.module if isinstance(model, DistributedDataParallel) else model
-    fast = lean.plan(inner)  # None for a peft wrapper, whose forward must run as written
-    with onednn_linears(model):
-        if fast is not None:
-            def lean_logits(input_ids, attention_mask):
-                hidden = lean.forward(fast, input_ids, position_ids_from_mask(attention_mask), attention_mask, first)
-                return inner.get_output_embeddings()(hidden)
-
-            if inner is model:
-                return lean_logits(input_ids, attention_mask)
-            # DDP's forward must run (it readies the gradient all-reduce of the backward); it calls the module,
-            # whose forward is the lean pass for this one call.
-            inner.forward = lean_logits
-            try:
-                return model(input_ids, attention_mask)
-            finally:
-                del inner.forward  # the class's forward again
-        kwargs = position_kwargs(model, attention_mask)
-        keep = input_ids.shape[1] - first
-        if first > 0 and "logits_to_keep" in _forward_params(type(_innermost(model))):
-            kwargs["logits_to_keep"] = keep
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
-    return logits[:, -keep:]
+from coati.models import fast
+from coati.models.forward import forward_params, position_ids_from_mask, takes_position_ids
+from coati.models.unwrap import innermost
 
 
 def warp_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
@@ -108,10 +35,10 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     """(B, V) probabilities -> (B,) one token per row, token j with probability probs[:, j] / the row's sum.
 
     One uniform number per row against the cumulative distribution: the first token whose running sum reaches it.
-    `torch.multinomial` spends one exponential draw per vocabulary entry instead, which for 8 rows on one CPU
-    thread took about 1 ms at 3,000 tokens and 10 ms at 30,000 (Polyglot-Ko's vocabulary), against 0.07 and
-    0.4 ms here (benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is never drawn:
-    its running sum equals its predecessor's, so it is never the first to reach a threshold above 0.
+    `torch.multinomial` spends one exponential draw per vocabulary entry instead, which costs more the larger
+    the vocabulary (see benchmarks/README.md). A token of probability 0 (cut by top-k/top-p, or barred) is
+    never drawn: its running sum equals its predecessor's, so it is never the first to reach a threshold
+    above 0.
     """
     cdf = probs.cumsum(-1)
     total = cdf[:, -1:]
@@ -148,37 +75,26 @@ def _decode_plan(model: torch.nn.Module):
 
     The function is `start(mask, total) -> step`: mask (B, total) marks the real key slots of a cache `total`
     long, and `step(ids, at, position_ids)` returns the next-token logits (B, V) after feeding ids (B, T) into
-    slots at..at+T-1. GPT-2 and GPT-NeoX run on coati's lean forward (coati/models/lean.py); other families on
+    slots at..at+T-1. GPT-2 and GPT-NeoX on the CPU run on the fast path (coati/models/fast); other models on
     transformers' model with a static cache (transformers 5 renamed `past_key_values` to `cache` and later let
     the cache track its own write position, with no `cache_position` argument; both spellings are followed).
     """
-    from coati.models import lean
     from coati.models.loading import transformers_major
 
     if transformers_major() < 5:
         return None
-    inner = _innermost(model)  # peft injects LoRA layers into this module, FSDP2 hooks it in place
-    fast = lean.plan(inner)
-    if fast is not None:
-        head = inner.get_output_embeddings()
+    inner = innermost(model)  # peft injects LoRA layers into this module, FSDP2 hooks it in place
+    plan = fast.plan(inner)
+    if plan is not None:
+        return fast.decoder(plan, inner)
 
-        def start_lean(mask, total):
-            cache = lean.KVCache()
-
-            def step(ids, at, position_ids):
-                hidden = lean.forward(fast, ids, position_ids, mask, first=ids.shape[1] - 1, cache=cache, start=at,
-                                      cache_len=total)
-                return head(hidden)[:, -1]
-            return step
-        return start_lean
-
-    params = _forward_params(type(inner))
+    params = forward_params(type(inner))
     name = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
     if name is None or "logits_to_keep" not in params:
         return None
     from transformers import StaticCache
 
-    takes_positions = _takes_position_ids(inner)  # BLOOM (ALiBi) takes none
+    takes_positions = takes_position_ids(inner)  # BLOOM (ALiBi) takes none
 
     def start_hf(mask, total):
         cache = StaticCache(config=inner.config, max_cache_len=total)
@@ -201,9 +117,8 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
     and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
-    concatenation, model-input preparation) is a visible share of it: this loop, which does only what PPO
-    needs, decoded 8 x 32 tokens 1.1-1.2x faster on transformers' forward, and faster again on the lean one
-    (benchmarks/README.md).
+    concatenation, model-input preparation) is a visible share of it; this loop does only what PPO needs
+    (see benchmarks/README.md).
     """
     b, p = input_ids.shape
     # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and
@@ -258,12 +173,10 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     distribution (before temperature, top-k and top-p), read off the logits of the decoding steps themselves;
     they equal a fresh forward pass over the sequences to rounding (1e-6), so PPO needs no extra actor forward.
     """
-    from coati.models.onednn import onednn_linears
-
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     plan = _decode_plan(model)
-    # The weights stay fixed while decoding: on the CPU they are packed once for all the steps (onednn.py).
-    packed = onednn_linears(model, pack_rows=input_ids.shape[0])
+    # The weights stay fixed while decoding: on the CPU they are packed once for all the steps.
+    packed = fast.linears(model, pack_rows=input_ids.shape[0])
     if plan is not None:
         with packed:
             seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
