@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 
 # Files a run writes into save_path while it trains; carried over when the final model replaces an old one.
@@ -191,33 +192,44 @@ class Checkpointer:
         for name, sched in self.schedulers.items():
             sched.load_state_dict(scheds[name])
         _set_rng_state(torch.load(os.path.join(path, f"rng.rank{s.rank}.pt"), weights_only=True))
+        if s.is_rank0:  # said aloud: under --resume_from auto, starting fresh and resuming look alike otherwise
+            print(f"[coati] resuming from {path} (step {state.get('global_step')})", file=sys.stderr)
         return state
 
 
 def list_checkpoints(save_path: str) -> list[str]:
-    """checkpoint-<step> folders in save_path, oldest first (unfinished .tmp folders are ignored)."""
+    """Complete checkpoint-<step> folders in save_path, oldest first.
+
+    A checkpoint is written into checkpoint-<step>.tmp and renamed only after every rank has written its files,
+    so a folder under the final name is complete; a rank killed while saving leaves only the .tmp folder, which
+    is ignored here. A folder without trainer_state.json (one that pruning was deleting when the run died) is
+    ignored too."""
     if not os.path.isdir(save_path):
         return []
     found = [(int(n.split("-", 1)[1]), os.path.join(save_path, n)) for n in os.listdir(save_path)
              if n.startswith("checkpoint-") and n.split("-", 1)[1].isdigit()]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found) if os.path.isfile(os.path.join(p, "trainer_state.json"))]
 
 
 def resolve_resume(resume_from: str | None, save_path: str) -> str | None:
-    """The checkpoint folder for --resume_from (a path, or 'latest' in save_path); None to start fresh."""
+    """The checkpoint folder for --resume_from: a path; 'latest', the newest in save_path (one must exist); or
+    'auto', the newest if there is one, else None. None: start fresh.
+
+    'auto' lets the same command line start a run and continue it, which is what torchrun's --max_restarts
+    needs: the restarted processes get the arguments of the first start."""
     if not resume_from:
         return None
     from coati.errors import UserError
 
-    if resume_from == "latest":
+    if resume_from in ("latest", "auto"):
         found = list_checkpoints(save_path)
-        if not found:
+        if not found and resume_from == "latest":
             raise UserError(f"--resume_from latest: no checkpoint-<step> folder in {save_path}; start without "
-                            "--resume_from or point it at a checkpoint folder")
-        return found[-1]
+                            "--resume_from (or with --resume_from auto) or point it at a checkpoint folder")
+        return found[-1] if found else None
     if not os.path.isfile(os.path.join(resume_from, "trainer_state.json")):
         raise UserError(f"--resume_from {resume_from} is not a checkpoint folder (no trainer_state.json); "
-                        "give a checkpoint-<step> folder or 'latest'")
+                        "give a checkpoint-<step> folder, 'latest' or 'auto'")
     return resume_from
 
 

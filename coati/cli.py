@@ -125,7 +125,8 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     p.add_argument("--save_interval", type=int, default=0, help="write a checkpoint every N steps (0: never)")
     p.add_argument("--max_checkpoints", type=int, default=None, help="keep only the newest N checkpoints")
     p.add_argument("--resume_from", default=None,
-                   help="checkpoint folder to continue from, or 'latest' (the newest in --save_path)")
+                   help="checkpoint folder to continue from; 'latest' (the newest in --save_path); 'auto' (the newest if "
+                        "there is one, else start fresh: for torchrun's restarts)")
     p.add_argument("--skip_nonfinite", action="store_true",
                    help="skip a step whose loss or gradient is inf/NaN instead of stopping the run")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, run_script, script_env, write_json
 from safetensors.torch import load_file
 
@@ -159,6 +160,61 @@ def test_ppo_sigkill_and_resume_matches_uninterrupted(tiny_models, tmp_path):
             "--train_batch_size", "2", "--ptx_batch_size", "2", "--max_new_tokens", "8", "--actor_lr", "1e-3",
             "--critic_lr", "1e-3", "--save_interval", "2", "--target_kl", "0.5"]
     _interrupted_equals_uninterrupted(args, tmp_path)
+
+
+def test_resume_auto_takes_the_newest_complete_checkpoint_and_starts_fresh_without_one(tmp_path):
+    from coati.checkpoint import resolve_resume
+    from coati.errors import UserError
+
+    assert resolve_resume("auto", str(tmp_path / "none")) is None
+    assert resolve_resume("auto", str(tmp_path)) is None
+    with pytest.raises(UserError, match="--resume_from latest: no checkpoint"):
+        resolve_resume("latest", str(tmp_path))
+    for step in (4, 8):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12.tmp").mkdir()  # a save cut short by a kill: never renamed
+    (tmp_path / "checkpoint-12.tmp" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-16").mkdir()  # no trainer_state.json: not a checkpoint (pruning cut short)
+    assert resolve_resume("auto", str(tmp_path)) == str(tmp_path / "checkpoint-8")
+    assert resolve_resume("latest", str(tmp_path)) == str(tmp_path / "checkpoint-8")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (torchrun's workers), from /proc."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def test_torchrun_restarts_a_killed_rank_and_resume_auto_continues_from_the_newest_checkpoint(tiny_models, tmp_path):
+    """torchrun --max_restarts 1 restarts both ranks after one is SIGKILLed past a checkpoint; with --resume_from
+    auto the same command line then continues from the newest complete checkpoint (a save the kill cut short
+    stays a .tmp folder) and ends on the weights of an uninterrupted run."""
+    data = write_json(tmp_path / "d.json", KO)
+    args = ["train_sft.py", "--strategy", "ddp", "--model", "gpt2", "--pretrain", tiny_models("gpt2"),
+            "--dataset", data, "--instruction_str", "prompt", "--output_str", "completion", "--batch_size", "1",
+            "--accumulation_steps", "1", "--max_epochs", "8", "--lr", "1e-3", "--save_interval", "4",
+            "--resume_from", "auto"]
+    full = run_script([*args, "--save_path", str(tmp_path / "full")], nproc=2)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "resuming from" not in full.stderr  # auto with no checkpoint yet: a fresh start
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max_restarts=1",
+           *args, "--save_path", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_checkpoint(proc, tmp_path / "cut")
+    workers = _children(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "(exitcode: -9)" in err, err[-3000:]  # torchrun saw the SIGKILL and restarted the group
+    resumed = [line for line in err.splitlines() if line.startswith("[coati] resuming from")]
+    assert len(resumed) == 1 and "checkpoint-" in resumed[0], err[-3000:]
+    assert _max_diff(tmp_path / "full", tmp_path / "cut") <= 1e-5
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if "split" not in line]
+    assert steps == list(range(1, 49))  # 8 epochs of 6 steps, none lost or logged twice
 
 
 def test_forced_nan_stops_naming_the_step_and_keeps_the_checkpoint(tiny_models, tmp_path):

@@ -12,12 +12,11 @@ import contextlib
 import copy
 import math
 import os
-from datetime import timedelta
 
 import torch
 
 from coati.strategies.base import fill_skeleton, hf_part, meta_skeleton
-from coati.strategies.ddp import DDPStrategy
+from coati.strategies.ddp import DDPStrategy, init_process_group
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -69,7 +68,7 @@ class FSDPStrategy(DDPStrategy):
             if "RANK" not in os.environ:
                 os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                                   MASTER_PORT=os.environ.get("MASTER_PORT", "29531"))
-            torch.distributed.init_process_group(backend="cpu:gloo,cuda:nccl", timeout=timedelta(minutes=30))
+            init_process_group("cpu:gloo,cuda:nccl")
         super().setup_distributed()
 
     # -- models ------------------------------------------------------------------------------------
