@@ -161,12 +161,13 @@ def main(args) -> dict:
     frozen_device = "cpu" if args.offload_frozen else strategy.device
     initial, reward_model = initial.to(frozen_device), reward_model.to(frozen_device)
 
-    prompt_loader = strategy.dataloader(prompts, args.experience_batch_size, LeftPadCollator(tokenizer.pad_token_id),
+    prompt_collate = LeftPadCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
+    prompt_loader = strategy.dataloader(prompts, args.experience_batch_size, prompt_collate,
                                         shuffle=True, drop_last=len(prompts) >= args.experience_batch_size)
-    ptx_loader = strategy.dataloader(ptx_set, args.ptx_batch_size, SFTCollator(tokenizer.pad_token_id),
+    ptx_loader = strategy.dataloader(ptx_set, args.ptx_batch_size,
+                                     SFTCollator(tokenizer.pad_token_id, args.pad_to_multiple_of),
                                      shuffle=True) if ptx_set else None
-    eval_loader = strategy.dataloader(eval_prompts, args.experience_batch_size,
-                                      LeftPadCollator(tokenizer.pad_token_id), shuffle=False) \
+    eval_loader = strategy.dataloader(eval_prompts, args.experience_batch_size, prompt_collate, shuffle=False) \
         if eval_prompts else None
     kl_ctl = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon) if args.target_kl else \
         FixedKLController(args.kl_coef)
@@ -190,7 +191,7 @@ def main(args) -> dict:
                          ptx_coef=args.ptx_coef, eps_clip=args.eps_clip, value_clip=args.value_clip,
                          vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm, logger=logger,
                          seed=args.seed, checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite,
-                         group_by_length=args.group_by_length)
+                         group_by_length=args.group_by_length, pad_to_multiple_of=args.pad_to_multiple_of)
     if resumed is not None:
         trainer.load_state_dict(resumed)
 

@@ -59,7 +59,7 @@ def main(args) -> dict:
     model = apply_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
     model, optimizer = strategy.prepare_train(model, args.lr, args.weight_decay)
 
-    collate = SFTCollator(tokenizer.pad_token_id)
+    collate = SFTCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
     train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
                                        lengths=train_set.lengths() if args.group_by_length else None)
     eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None

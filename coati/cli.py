@@ -87,6 +87,9 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
         p.add_argument("--group_by_length", action=BoolOptional, default=True,
                        help="batch examples of similar length together (less padding, same data each epoch)")
     p.add_argument("--max_len", type=int, default=512, help="longest tokenised sequence; longer rows are cut")
+    p.add_argument("--pad_to_multiple_of", type=int, default=None,
+                   help="pad each batch's length up to a multiple of N (fewer distinct shapes for GPU kernels; "
+                        "unset: to the longest row)")
     if epochs:
         p.add_argument("--lr", type=float, default=None, help="peak learning rate (stage default when unset)")
         p.add_argument("--warmup_ratio", type=float, default=0.03,
@@ -156,7 +159,7 @@ def check_common(args: argparse.Namespace) -> None:
     from coati.models.loading import check_model_source
 
     check_logging_backends(args)
-    for name in ("max_epochs", "batch_size", "accumulation_steps", "max_len"):
+    for name in ("max_epochs", "batch_size", "accumulation_steps", "max_len", "pad_to_multiple_of"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     if args.lora_rank < 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from coati.dataset.padding import padded_width
 from coati.dataset.preference import Pair
 from coati.dataset.sft import IGNORE_INDEX, encode_prompt, encode_response
 from coati.dataset.templates import build_prompt
@@ -110,16 +111,17 @@ class DPOCollator:
 
     Returns input_ids, attention_mask and labels (2B, W), labels -100 on prompt and padding; index (B,); and
     ref_chosen_logps / ref_rejected_logps (B,) when the items carry them. Row i and row B + i are one pair.
-    The mask comes from the lengths, never from `ids != pad_id`: pad may equal EOS.
+    The mask comes from the lengths, never from `ids != pad_id`: pad may equal EOS. W is the longest row, rounded
+    up to a multiple of pad_to_multiple_of when set.
     """
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id, self.multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         rows = [(it["chosen_ids"], it["prompt_len"]) for it in items]
         rows += [(it["rejected_ids"], it["prompt_len"]) for it in items]
-        width = max(len(ids) for ids, _ in rows)
+        width = padded_width((len(ids) for ids, _ in rows), self.multiple_of)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

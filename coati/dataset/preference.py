@@ -409,11 +409,13 @@ class PreferenceDataset(torch.utils.data.Dataset):
 
 
 class PairCollator:
-    """Stacks chosen rows then rejected rows into one right-padded batch of 2B: one forward scores both."""
+    """Stacks chosen rows then rejected rows into one right-padded batch of 2B (to a multiple of
+    pad_to_multiple_of columns when set): one forward scores both."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id, self.multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        ids, mask = pad([c for c, _ in items] + [r for _, r in items], self.pad_token_id)
+        ids, mask = pad([c for c, _ in items] + [r for _, r in items], self.pad_token_id,
+                        multiple_of=self.multiple_of)
         return {"input_ids": ids, "attention_mask": mask}

@@ -64,11 +64,12 @@ class PromptDataset(torch.utils.data.Dataset):
 
 
 class LeftPadCollator:
-    """Left-pads prompts so every row's last prompt token sits in the same column, where generation starts."""
+    """Left-pads prompts so every row's last prompt token sits in the same column, where generation starts (to a
+    multiple of pad_to_multiple_of columns when set)."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id, self.multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
-        ids, mask = pad(prompts, self.pad_token_id, left=True)
+        ids, mask = pad(prompts, self.pad_token_id, left=True, multiple_of=self.multiple_of)
         return {"input_ids": ids, "attention_mask": mask}

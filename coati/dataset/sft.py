@@ -107,12 +107,13 @@ def _missing_value(row: dict, keys) -> str:
 
 
 class SFTCollator:
-    """Right-pads a batch. Masks come from lengths, never from `ids != pad_id`: pad may equal EOS."""
+    """Right-pads a batch (to a multiple of pad_to_multiple_of columns when set). Masks come from lengths, never
+    from `ids != pad_id`: pad may equal EOS."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id, self.multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        ids, mask = pad([it["input_ids"] for it in items], self.pad_token_id)
-        labels, _ = pad([it["labels"] for it in items], IGNORE_INDEX)
+        ids, mask = pad([it["input_ids"] for it in items], self.pad_token_id, multiple_of=self.multiple_of)
+        labels, _ = pad([it["labels"] for it in items], IGNORE_INDEX, multiple_of=self.multiple_of)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from coati.dataset.padding import padded_width
+
 
 @dataclass
 class Sample:
@@ -53,11 +55,12 @@ class Experience:
         return Experience(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()})
 
 
-def collate(samples: list[Sample], pad_token_id: int) -> Experience:
-    """Pad a list of samples into one Experience."""
+def collate(samples: list[Sample], pad_token_id: int, pad_to_multiple_of: int | None = None) -> Experience:
+    """Pad a list of samples into one Experience; with pad_to_multiple_of, A grows until T = P + A is a multiple of
+    it (the extra response columns are masked out like any other padding)."""
     b = len(samples)
     p = max(len(s.prompt) for s in samples)
-    a = max(len(s.response) for s in samples)
+    a = padded_width([p + len(s.response) for s in samples], pad_to_multiple_of) - p
     seq = torch.full((b, p + a), pad_token_id, dtype=torch.long)
     attn = torch.zeros((b, p + a), dtype=torch.long)
     action_mask = torch.zeros((b, a), dtype=torch.bool)

@@ -54,7 +54,8 @@ class PPOTrainer:
                  num_collect_steps: int = 1, num_update_steps: int = 1, train_batch_size: int = 8,
                  ptx_coef: float = 0.9, eps_clip: float = 0.2, value_clip: float = 0.2, vf_coef: float = 1.0,
                  max_grad_norm: float = 1.0, logger=None, seed: int = 42, checkpointer=None,
-                 skip_nonfinite: bool = False, group_by_length: bool = True):
+                 skip_nonfinite: bool = False, group_by_length: bool = True,
+                 pad_to_multiple_of: int | None = None):
         self.strategy, self.actor, self.critic = strategy, actor, critic
         self.actor_optim, self.critic_optim, self.maker = actor_optim, critic_optim, maker
         self.kl_ctl = kl_ctl  # the KL penalty's coefficient: updated after each episode, saved in checkpoints
@@ -65,6 +66,7 @@ class PPOTrainer:
         self.ptx_coef, self.eps_clip, self.value_clip, self.vf_coef = ptx_coef, eps_clip, value_clip, vf_coef
         self.max_grad_norm, self.logger, self.seed = max_grad_norm, logger, seed
         self.checkpointer, self.skip_nonfinite, self.group_by_length = checkpointer, skip_nonfinite, group_by_length
+        self.pad_to_multiple_of = pad_to_multiple_of  # minibatch widths (see coati/dataset/padding.py)
         self.episode = self.global_step = 0
         self.history: list[dict] = []
         self.eval_before: float | None = None  # held-out reward before PPO, kept across a resume
@@ -142,7 +144,7 @@ class PPOTrainer:
         n = 0
         for _ in range(self.num_update_steps):
             for indices in self.minibatches(len(samples), gen, sizes):
-                batch = collate([samples[i] for i in indices], self.tokenizer.pad_token_id)
+                batch = collate([samples[i] for i in indices], self.tokenizer.pad_token_id, self.pad_to_multiple_of)
                 for k, v in self.train_step(batch.to(self.strategy.device)).items():
                     totals[k] = totals.get(k, 0.0) + v
                 n += 1
