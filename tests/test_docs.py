@@ -131,6 +131,8 @@ def classify(tokens: list[str]) -> tuple[str | None, list[str], list[str]]:
         return None, [], []
     head = os.path.basename(rest[0])
     launcher: list[str] = []
+    if head == "srun" and "torchrun" in rest:  # SLURM starts one torchrun agent per node
+        rest, head = rest[rest.index("torchrun"):], "torchrun"
     if head == "torchrun" or (head.startswith("python") and rest[1:3] == ["-m", "torch.distributed.run"]):
         start = 1 if head == "torchrun" else 3
         j = next((k for k in range(start, len(rest)) if rest[k].endswith(".py")), None)
@@ -354,8 +356,9 @@ def test_every_flag_in_the_page_exists_in_its_script(page):
         for tokens in commands(body):
             problems += check_command_flags(tokens, where)
             checked |= {t.split("=", 1)[0] for t in tokens if t.startswith("--")}
-        # Flags that sit only in shell comments belong to the section, like prose.
-        leftover = " ".join(f for f in FLAG.findall(body) if f not in checked)
+        # Flags that sit only in shell comments belong to the section, like prose; #SBATCH lines are sbatch's.
+        comments = "\n".join(line for line in body.splitlines() if not line.startswith("#SBATCH"))
+        leftover = " ".join(f for f in FLAG.findall(comments) if f not in checked)
         problems += section_flag_problems(leftover, script, where)
     assert not problems, "\n".join(problems)
 
