@@ -67,11 +67,6 @@ def check_args(args) -> None:
     from coati.models.loading import check_model_role, check_model_source
     from coati.models.value import is_legacy_file
 
-    if args.strategy == "colossalai_gemini":
-        # Gemini gathers the actor's parameter chunks only inside its own forward; `generate` steps through the
-        # model's modules itself and would find them empty.
-        raise UserError("--strategy colossalai_gemini cannot run PPO (sampling needs the actor's whole weights, "
-                        "which Gemini keeps in chunks); use colossalai_zero2, colossalai_zero2_cpu, fsdp or ddp")
     check_common(args)
     check_model_role(args.pretrain, "--pretrain", scorer=False)
     if not args.prompt_dataset:

@@ -189,3 +189,93 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     kept = torch.isfinite(warp_logits(probs.log(), top_p=0.81))
     assert kept.tolist() == [[True, True, True, False]]
     assert torch.isfinite(warp_logits(probs.log(), top_k=1)).tolist() == [[True, False, False, False]]
+
+
+class GatherInForward(torch.nn.Module):
+    """Stands in for ColossalAI Gemini's wrapper: the inner model's parameters hold no data except during this
+    module's forward, which puts them back for the call and empties them after (Gemini gathers its parameter
+    chunks in its forward and frees them when it returns). Counts its calls."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module, self.calls = module, 0
+        self._data = {name: p.data for name, p in module.named_parameters()}
+        self._empty()
+
+    def _empty(self) -> None:
+        for p in self.module.parameters():
+            p.data = torch.empty(0, dtype=p.dtype)
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        for name, p in self.module.named_parameters():
+            p.data = self._data[name]
+        try:
+            return self.module(*args, **kwargs)
+        finally:
+            self._empty()
+
+
+class GatheringStrategy:
+    """The parts of a Strategy the experience maker uses, answering as ColossalAIStrategy does for Gemini."""
+
+    device = torch.device("cpu")
+
+    def rollout_mode(self):
+        return torch.no_grad()
+
+    def rollout_model(self, model):
+        return model  # the wrapper itself
+
+    def generation_kwargs(self) -> dict:
+        return {"call_wrapper": True, "synced_gpus": False}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptneox", "llama"])
+def test_call_wrapper_decodes_through_the_wrappers_forward_at_every_step(tiny_models, tokenizer, family):
+    """Gemini's case: weights exist only inside the wrapper's forward. With call_wrapper the loop calls the
+    wrapper once per generated token and gives the tokens of the plain model; without it, sampling reaches the
+    emptied inner modules and fails."""
+    from coati.models.loading import transformers_major
+
+    model = load(tiny_models, tokenizer, family)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    plain = sample(model, ids, mask, tokenizer, 9, do_sample=False, min_new_tokens=9, return_log_probs=True)
+    wrapped = GatherInForward(load(tiny_models, tokenizer, family))
+    seqs, lp = sample(wrapped, ids, mask, tokenizer, 9, do_sample=False, min_new_tokens=9, return_log_probs=True,
+                      call_wrapper=True)
+    assert seqs.tolist() == plain[0].tolist()
+    torch.testing.assert_close(lp, plain[1], atol=1e-5, rtol=1e-5)
+    assert wrapped.calls == 9  # the prefill, then one call per token after the first
+    assert all(p.numel() == 0 for p in wrapped.module.parameters())  # emptied again after the last call
+    with pytest.raises(Exception):  # noqa: B017 (fast path, HF forward or generate: each fails on empty weights)
+        sample(wrapped, ids, mask, tokenizer, 3, do_sample=False)
+    if transformers_major() >= 5:  # where both paths draw with coati's sampler, sampled tokens agree too
+        torch.manual_seed(1)
+        drawn = sample(model, ids, mask, tokenizer, 8, top_k=20, temperature=0.8)
+        torch.manual_seed(1)
+        assert sample(wrapped, ids, mask, tokenizer, 8, top_k=20, temperature=0.8,
+                      call_wrapper=True).tolist() == drawn.tolist()
+
+
+def test_experience_maker_samples_through_the_strategys_rollout_model(tiny_models, tokenizer):
+    """The maker asks the strategy which module to sample from and how (rollout_model, generation_kwargs): under
+    a Gemini-like strategy it samples through the wrapper, to the samples of the plain actor."""
+    from test_ppo import prompt_batch, rollout_models
+
+    from coati.experience.maker import ExperienceMaker
+    from coati.strategies.base import Strategy
+
+    naive = Strategy()
+    actor, initial, critic, rm = rollout_models(tiny_models("gptneox"), "gptneox", tokenizer)
+    _, batch = prompt_batch(tokenizer)
+    kwargs = dict(critic=critic, reward_model=rm, initial_model=initial, tokenizer=tokenizer,
+                  gen_kwargs={"max_new_tokens": 6, "do_sample": False})
+    plain = ExperienceMaker(strategy=naive, actor=actor, **kwargs).make(batch, 0.1)
+    wrapped = GatherInForward(rollout_models(tiny_models("gptneox"), "gptneox", tokenizer)[0])
+    through = ExperienceMaker(strategy=GatheringStrategy(), actor=wrapped, **kwargs).make(batch, 0.1)
+    assert wrapped.calls > 0
+    assert [s.response.tolist() for s in through] == [s.response.tolist() for s in plain]
+    for a, b in zip(through, plain):
+        torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
+        assert a.score == pytest.approx(b.score, abs=1e-6)

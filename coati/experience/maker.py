@@ -54,7 +54,7 @@ class ExperienceMaker:
         input_ids, prompt_mask = prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
         p = input_ids.shape[1]
         # The actor's log-probs come from the decoding steps: one forward per token, none after.
-        seqs, log_probs = sample(self.strategy.unwrap(self.actor), input_ids, prompt_mask, self.tokenizer,
+        seqs, log_probs = sample(self.strategy.rollout_model(self.actor), input_ids, prompt_mask, self.tokenizer,
                                  return_log_probs=True, **self.gen_kwargs, **self.strategy.generation_kwargs())
         action_mask = action_mask_from_sequences(seqs, p, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         attn = torch.cat([prompt_mask, action_mask.long()], dim=1)

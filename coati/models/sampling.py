@@ -108,6 +108,33 @@ def _decode_plan(model: torch.nn.Module):
     return start_hf
 
 
+def _wrapper_plan(model: torch.nn.Module):
+    """The decoding loop's `start(mask, total) -> step` (see `_decode_plan`) that calls `model` itself, wrapper
+    and all, at every step, on any transformers version.
+
+    For wrappers that hold the weights only inside their own forward: ColossalAI's Gemini gathers the parameter
+    chunks in its wrapper's forward and frees them after, so the inner modules are empty between calls, and
+    neither the CPU fast path, nor packed weights, nor the inner model's forward may be used. The cache is
+    whatever the model returns (a Cache object, or transformers 4's tuples), fed back the next step; the mask
+    is cut to the keys written so far."""
+    inner = innermost(model)
+    params = forward_params(type(inner))
+    name = "cache" if "cache" in params else "past_key_values"
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    takes_positions = takes_position_ids(inner)
+
+    def start(mask, total):
+        state = {name: None}
+
+        def step(ids, at, position_ids):
+            kwargs = {**state, **extra, **({"position_ids": position_ids} if takes_positions else {})}
+            out = model(input_ids=ids, attention_mask=mask[:, : at + ids.shape[1]], use_cache=True, **kwargs)
+            state[name] = getattr(out, name)
+            return out.logits[:, -1]
+        return step
+    return start
+
+
 @torch.no_grad()
 def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             eos: int, pad: int, max_new_tokens: int, min_new_tokens: int, do_sample: bool, top_k: int,
@@ -161,7 +188,7 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer,
            max_new_tokens: int, do_sample: bool = True, top_k: int = 50, top_p: float = 1.0,
            temperature: float = 1.0, return_log_probs: bool = False, min_new_tokens: int = 0,
-           synced_gpus: bool = False):
+           synced_gpus: bool = False, call_wrapper: bool = False):
     """Sample continuations of left-padded prompts with the KV cache. Returns (B, P + A) ids.
 
     Tokens come from the model's own distribution shaped only by temperature, top-k and top-p; the pad token is
@@ -172,8 +199,15 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     return_log_probs: also return the (B, A) log-probabilities of the sampled tokens under the model's raw
     distribution (before temperature, top-k and top-p), read off the logits of the decoding steps themselves;
     they equal a fresh forward pass over the sequences to rounding (1e-6), so PPO needs no extra actor forward.
+
+    call_wrapper: call `model` (a strategy's wrapper) at every decoding step, on either transformers stack, and
+    never its inner modules directly (`_wrapper_plan`); a strategy asks for it through `generation_kwargs`.
     """
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if call_wrapper:
+        seqs, log_probs = _decode(_wrapper_plan(model), input_ids, attention_mask, eos, pad, max_new_tokens,
+                                  min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
+        return (seqs, log_probs) if return_log_probs else seqs
     plan = _decode_plan(model)
     # The weights stay fixed while decoding: on the CPU they are packed once for all the steps.
     packed = fast.linears(model, pack_rows=input_ids.shape[0])

@@ -106,6 +106,11 @@ class Strategy:
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
+    def rollout_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the rollout samples from: the model without its training wrapper (whose forward would
+        only add work), unless the strategy needs its wrapper's forward to run (`generation_kwargs`)."""
+        return self.unwrap(model)
+
     def generation_kwargs(self) -> dict:
         """Extra arguments of `coati.models.sampling.sample`; sharded strategies need every rank to step
         together."""

@@ -124,9 +124,19 @@ class ColossalAIStrategy(DDPStrategy):
         # and ZeRO-2's hooks are untested with it.
         return torch.no_grad()
 
+    def rollout_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        # Gemini's weights exist only inside its wrapper's forward, which gathers the chunks and frees them after:
+        # the rollout samples through the wrapper.
+        if self.kind == "gemini" and id(model) in self._skeletons:
+            return model
+        return super().rollout_model(model)
+
     def generation_kwargs(self) -> dict:
-        # Gemini gathers parameter chunks in forward: every rank must keep stepping until all are done.
-        return {"synced_gpus": True} if self.kind == "gemini" and self.world_size > 1 else {}
+        if self.kind != "gemini":
+            return {}
+        # Every decoding step calls the wrapper (see rollout_model), and the chunks are gathered collectively:
+        # every rank must keep stepping until all are done.
+        return {"call_wrapper": True, "synced_gpus": self.world_size > 1}
 
     def step(self, optimizer, model: torch.nn.Module, max_norm: float | None = None) -> float:
         """Clip (inside the ZeRO optimizer, which knows the global norm), step, zero the gradients; returns
