@@ -3,12 +3,16 @@
     python benchmarks/efficiency.py                                   # CPU, fp32, the 6 x 256 GPT-2 of run.py
     python benchmarks/efficiency.py --device cuda --dtype bf16 --layers 12 --width 768 --batch_size 16
     python benchmarks/efficiency.py --breakdown                       # also: where the step's op time goes
+    python benchmarks/efficiency.py --device cuda --dtype bf16 --preset polyglot-ko-1.3b --batch_size 32 \
+        --pad_to_multiple_of 64 [--lora_rank 8]                       # the real 1.3B shape, full or LoRA
 
 Model FLOPs of one training step over a batch of B rows padded to T tokens (the PaLM appendix convention):
 
     6 * N * B * T            weights: 2 FLOPs per multiply-add, forward (1x) + backward (2x), N = parameters
                              that take part in a matmul: every 2-D weight of the blocks plus the LM head (V x d),
-                             embedding lookups and position tables excluded
+                             embedding lookups and position tables excluded. With --lora_rank the frozen weights
+                             count 4 * N (forward, and the backward's input gradient; no weight gradient) and the
+                             adapters 6 * N
     + 12 * L * d * T * B * T attention scores QK^T and weighted sum AV: 2 * 2 * T * d per token per layer forward,
                              x3 for training; counted over the full T x T square as is usual (a causal kernel that
                              skips the masked half does less work, so this slightly flatters a causal model)
@@ -32,6 +36,15 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# Real architectures with random weights: the config fields of the published checkpoint (its vocabulary size too,
+# so the LM head has its real cost; the shipped tokenizer's ids are all below it). --layers / --width scale one
+# down (heads of 128, MLP 4 x width), for a quick pass of the same code.
+PRESETS = {
+    "polyglot-ko-1.3b": dict(model_type="gpt_neox", family="gptneox", num_hidden_layers=24, hidden_size=2048,
+                             num_attention_heads=16, intermediate_size=8192, rotary_pct=0.5,
+                             use_parallel_residual=True, max_position_embeddings=2048, vocab_size=30080,
+                             hidden_act="gelu", layer_norm_eps=1e-5, hidden_dropout=0.0, attention_dropout=0.0),
+}
 
 
 def parse_args(argv=None):
@@ -40,8 +53,14 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="fp32", choices=tuple(DTYPES))
     p.add_argument("--model", default="gpt2", choices=("gpt2", "gptneox"))
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                   help="a real architecture instead of --model (random weights); --layers / --width then scale it")
+    p.add_argument("--layers", type=int, default=None, help="default 6 (a preset: its own)")
+    p.add_argument("--width", type=int, default=None, help="default 256 (a preset: its own)")
+    p.add_argument("--lora_rank", type=int, default=0, help="train LoRA adapters of this rank (0: every weight)")
+    p.add_argument("--pad_to_multiple_of", type=int, default=None,
+                   help="pad each batch to a multiple of N tokens, as the stage scripts' flag does")
+    p.add_argument("--micro_batches", type=int, default=1, help="batches accumulated per optimizer step")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--max_len", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="timed steps, after --warmup untimed ones")
@@ -140,13 +159,41 @@ def op_breakdown(run_steps, device, weight_flops: float) -> dict:
     }
 
 
+def trained_and_frozen(model) -> tuple[int, int]:
+    """Matmul parameters (as `matmul_params` counts them) that are trained, and those that are frozen."""
+    import torch
+
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    trained = sum(p.numel() for p in model.parameters()
+                  if p.ndim == 2 and id(p) not in embedding_weights and p.requires_grad)
+    head = model.get_output_embeddings().weight
+    if id(head) in embedding_weights and head.requires_grad:
+        trained += head.numel()
+    return trained, matmul_params(model) - trained
+
+
+def preset_config(args, ids: dict):
+    """The preset's config; --layers / --width scale it down (heads of 128 channels, MLP 4 x width)."""
+    from transformers import AutoConfig
+
+    fields = dict(PRESETS[args.preset])
+    model_type = fields.pop("model_type")
+    fields.pop("family")
+    if args.layers:
+        fields["num_hidden_layers"] = args.layers
+    if args.width:
+        fields.update(hidden_size=args.width, intermediate_size=4 * args.width,
+                      num_attention_heads=max(1, args.width // 128))
+    return AutoConfig.for_model(model_type, **fields, **{k: v for k, v in ids.items() if k != "vocab_size"})
+
+
 def build(args):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from coati.dataset.io import load_rows
     from coati.dataset.sft import Keys, SFTCollator, SFTDataset
-    from coati.models.loading import swap_activation
+    from coati.models.loading import apply_lora, swap_activation
     from coati.models.registry import FAMILIES
     from coati.optim import build_optimizer, cosine_schedule
     from coati.strategies.base import Strategy
@@ -155,29 +202,35 @@ def build(args):
     tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "coati", "assets", "tokenizer"))
     ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                pad_token_id=tok.pad_token_id)
-    heads = max(1, args.width // 64)
-    if args.model == "gpt2":
-        config = AutoConfig.for_model("gpt2", n_embd=args.width, n_layer=args.layers, n_head=heads,
+    layers, width = args.layers or 6, args.width or 256
+    heads = max(1, width // 64)
+    family = PRESETS[args.preset]["family"] if args.preset else args.model
+    if args.preset:
+        config = preset_config(args, ids)
+    elif args.model == "gpt2":
+        config = AutoConfig.for_model("gpt2", n_embd=width, n_layer=layers, n_head=heads,
                                       n_positions=max(512, args.max_len), resid_pdrop=0.0, embd_pdrop=0.0,
                                       attn_pdrop=0.0, **ids)
     else:
-        config = AutoConfig.for_model("gpt_neox", hidden_size=args.width, num_hidden_layers=args.layers,
-                                      num_attention_heads=heads, intermediate_size=4 * args.width,
+        config = AutoConfig.for_model("gpt_neox", hidden_size=width, num_hidden_layers=layers,
+                                      num_attention_heads=heads, intermediate_size=4 * width,
                                       max_position_embeddings=max(512, args.max_len), hidden_dropout=0.0,
                                       attention_dropout=0.0, **ids)
     torch.manual_seed(0)
     device = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
-    model = AutoModelForCausalLM.from_config(config).to(device=device, dtype=dtype)
-    swap_activation(model, FAMILIES[args.model])  # as coati's loader does: GPT-2's GELU as one fused kernel
+    with device:  # initialised where it runs: a 1.3B model's random init on the CPU alone takes a while
+        model = AutoModelForCausalLM.from_config(config).to(dtype=dtype)
+    swap_activation(model, FAMILIES[family])  # as coati's loader does: GPT-2's GELU as one fused kernel
+    model = apply_lora(model, args.lora_rank, 16, 0.0)  # as the stage scripts do, without dropout
     rows = load_rows(os.path.join(ROOT, "data", "kochatgpt_sft_ko.jsonl"))
     data = SFTDataset(rows, tok, args.max_len, "ko", Keys("prompt", "input", "completion"))
     strategy = Strategy(seed=42)
     strategy.device = device  # the naive strategy, on the device asked for
     optimizer = build_optimizer(model, 2e-5)
-    need = (args.warmup + args.steps) * args.batch_size
+    need = (args.warmup + args.steps) * args.batch_size * args.micro_batches
     loader = strategy.dataloader(torch.utils.data.Subset(data, range(min(need, len(data)))), args.batch_size,
-                                 SFTCollator(tok.pad_token_id), shuffle=True)
+                                 SFTCollator(tok.pad_token_id, args.pad_to_multiple_of), shuffle=True)
     trainer = SFTTrainer(strategy=strategy, model=model, optimizer=optimizer,
                          scheduler=cosine_schedule(optimizer, args.warmup + args.steps), train_loader=loader)
     return model, trainer, loader, config, device, dtype
@@ -194,24 +247,31 @@ def main(argv=None) -> dict:
     if args.no_cudnn_attention:
         torch.backends.cuda.enable_cudnn_sdp(False)
     model, trainer, loader, config, device, dtype = build(args)
+    k = args.micro_batches
     batches = list(loader)
-    if len(batches) < args.warmup + args.steps:
-        sys.exit(f"only {len(batches)} batches of shipped data; lower --steps/--batch_size")
+    steps = [batches[i:i + k] for i in range(0, len(batches) - k + 1, k)]  # k micro-batches per optimizer step
+    if len(steps) < args.warmup + args.steps:
+        sys.exit(f"only {len(batches)} batches of shipped data; lower --steps/--batch_size/--micro_batches")
     n_mm = matmul_params(model)
+    n_trained, n_frozen = trained_and_frozen(model)
+    per_token = 6 * n_trained + 4 * n_frozen  # weight FLOPs per token of a training step (docstring)
     layers, width = config.num_hidden_layers, config.hidden_size
     model.train()
-    for mb in batches[:args.warmup]:
-        trainer.train_step([mb])
-    timed = batches[args.warmup:args.warmup + args.steps]
-    flops = sum((6 * n_mm + 12 * layers * width * mb["input_ids"].shape[1]) * mb["input_ids"].numel() for mb in timed)
-    padded = sum(mb["input_ids"].numel() for mb in timed)
-    real = sum(int(mb["attention_mask"].sum()) for mb in timed)
+    for step in steps[:args.warmup]:
+        trainer.train_step(step)
+    timed = steps[args.warmup:args.warmup + args.steps]
+    micro = [mb for step in timed for mb in step]
+    flops = sum((per_token + 12 * layers * width * mb["input_ids"].shape[1]) * mb["input_ids"].numel() for mb in micro)
+    padded = sum(mb["input_ids"].numel() for mb in micro)
+    real = sum(int(mb["attention_mask"].sum()) for mb in micro)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
     def timed_pass() -> float:
         sync(device)
         t = time.perf_counter()
-        for mb in timed:
-            trainer.train_step([mb])
+        for step in timed:
+            trainer.train_step(step)
         sync(device)
         return time.perf_counter() - t
 
@@ -224,24 +284,31 @@ def main(argv=None) -> dict:
     achieved = flops / seconds
     report = {
         "device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "model": f"{args.model} {layers} x {width}", "matmul_params": n_mm,
+        "model": f"{args.preset or args.model} {layers} x {width}", "matmul_params": n_mm,
+        "trained_matmul_params": n_trained, "lora_rank": args.lora_rank,
         "total_params": sum(p.numel() for p in model.parameters()), "steps": args.steps,
-        "batch_size": args.batch_size, "seconds_per_step": seconds / args.steps,
+        "batch_size": args.batch_size, "micro_batches": k, "pad_to_multiple_of": args.pad_to_multiple_of,
+        "padded_lengths": sorted({mb["input_ids"].shape[1] for mb in micro}),
+        "seconds_per_step": seconds / args.steps,
         "seconds_per_step_again": seconds_again / args.steps, "tokens_per_s": padded / seconds,
         "real_token_share": real / padded, "model_flops_per_s": achieved, "matmul_flops_per_s": peak,
         "utilisation": achieved / peak, "matmul_n": n, "cudnn_attention": not args.no_cudnn_attention,
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }
     if args.breakdown:
-        report["breakdown"] = op_breakdown(lambda: [trainer.train_step([mb]) for mb in timed], device,
-                                         6 * n_mm * padded)  # the weight matmuls' FLOPs in those steps
-    print(f"{report['model']} ({n_mm / 1e6:.2f}M matmul params), {args.dtype} on {device}"
+        report["breakdown"] = op_breakdown(lambda: [trainer.train_step(step) for step in timed], device,
+                                         per_token * padded)  # the weight matmuls' FLOPs in those steps
+    print(f"{report['model']} ({n_mm / 1e6:.2f}M matmul params"
+          + (f", LoRA r{args.lora_rank}: {n_trained / 1e6:.2f}M of them trained" if args.lora_rank else "")
+          + f"), {args.dtype} on {device}"
           + (f" with {report['threads']} thread(s)" if report["threads"] else "") + ":\n"
           f"  SFT step: {report['seconds_per_step'] * 1000:.0f} ms, {report['tokens_per_s']:.0f} tokens/s "
           f"({100 * report['real_token_share']:.0f}% real, the rest padding); "
           f"{report['seconds_per_step_again'] * 1000:.0f} ms over the same batches again\n"
           f"  model FLOP/s achieved: {achieved / 1e9:.2f} GFLOP/s\n"
           f"  matmul FLOP/s measured ({n} x {n}): {peak / 1e9:.2f} GFLOP/s\n"
-          f"  utilisation: {100 * report['utilisation']:.1f}%")
+          f"  utilisation: {100 * report['utilisation']:.1f}%"
+          + (f"\n  peak GPU memory: {report['peak_gpu_bytes'] / 2**30:.1f} GiB" if report["peak_gpu_bytes"] else ""))
     if args.breakdown:
         bd = report["breakdown"]
         print("  op time under torch.profiler: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in bd["share"].items()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,6 +52,31 @@ def test_breakdown_accounts_for_the_whole_step(efficiency, family, tmp_path):
     expected = 6 * report["matmul_params"] * tokens / bd["seconds"]["weight matmuls"]
     assert bd["weight_matmul_flops_per_s"] == pytest.approx(expected, rel=1e-6)
     assert os.path.getsize(tmp_path / "e.json") > 0
+
+
+def test_preset_is_polyglot_ko_1_3b_and_lora_counts_frozen_weights_at_4_flops(efficiency):
+    """The 1.3B preset has the published shape (counted on the meta device, no memory): matmul parameters
+    24 x (2048 x 6144 + 2048 x 2048 + 2 x 2048 x 8192) + the 30080 x 2048 LM head. Under LoRA only the adapters
+    are trained, and the report's FLOPs count the frozen weights 4x per token, the adapters 6x."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    args = efficiency.parse_args(["--preset", "polyglot-ko-1.3b"])
+    config = efficiency.preset_config(args, {"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 1})
+    rope = getattr(config, "rope_parameters", None)  # transformers 5 keeps rotary_pct there
+    rotary = rope["partial_rotary_factor"] if rope else config.rotary_pct
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
+            config.intermediate_size, rotary, config.use_parallel_residual) == ("gpt_neox", 24, 2048, 16, 8192, 0.5, True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    assert efficiency.matmul_params(model) == 24 * (2048 * 6144 + 2048 * 2048 + 2 * 2048 * 8192) + 30080 * 2048
+    small = efficiency.parse_args(["--preset", "polyglot-ko-1.3b", "--layers", "1", "--width", "128",
+                                   "--lora_rank", "8", *TINY[4:]])
+    model = efficiency.build(small)[0]
+    trained, frozen = efficiency.trained_and_frozen(model)
+    # one layer's adapters: r x (in + out) for qkv (128 -> 384), dense (128 -> 128), MLP up and down (128 <-> 512)
+    assert trained == 8 * ((128 + 384) + (128 + 128) + 2 * (128 + 512))
+    assert trained + frozen == efficiency.matmul_params(model)
 
 
 def test_ppo_phases_split_the_loop_by_event_order(monkeypatch):
@@ -246,15 +272,19 @@ def test_gpu_checks_script_passes_only_flags_its_scripts_accept(tmp_path, monkey
                           text=True, check=True)
     commands = [shlex.split(line[len("RUN "):]) for line in done.stdout.splitlines() if line.startswith("RUN ")]
     assert [c[1] for c in commands] == ["benchmarks/efficiency.py", "benchmarks/efficiency.py",
-                                        "benchmarks/gpu_strategies.py", "benchmarks/run.py"]
+                                        "benchmarks/gpu_strategies.py", "benchmarks/gpu_strategies.py"]
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))  # gpu_strategies imports run.py as `run`
     parsed = [flag_tables.load_module(os.path.join(ROOT, c[1])).parse_args(c[2:]) for c in commands]
-    with_cudnn, without_cudnn, strategies, ppo = parsed
-    for a in (with_cudnn, without_cudnn):
-        assert (a.device, a.dtype, a.layers, a.width) == ("cuda", "bf16", 12, 768)
-    assert (with_cudnn.no_cudnn_attention, without_cudnn.no_cudnn_attention) == (False, True)
-    assert (strategies.stages, strategies.strategies, strategies.dtype) == ("sft", "naive,ddp,fsdp", "bf16")
-    assert (ppo.stages, ppo.repeats, ppo.offload_models) == ("ppo", 2, "")
+    full, lora, gemini, strategies = parsed
+    for a in (full, lora):
+        assert (a.device, a.dtype, a.preset, a.pad_to_multiple_of) == ("cuda", "bf16", "polyglot-ko-1.3b", 64)
+        assert a.layers is None and a.width is None  # the preset's own 24 x 2048
+    assert (full.lora_rank, lora.lora_rank) == (0, 8)
+    assert (gemini.stages, gemini.strategies, gemini.dtype) == ("rm,ppo", "naive,colossalai_gemini", "bf16")
+    assert (strategies.stages, strategies.strategies, strategies.dtype) == ("sft", "naive,fsdp", "bf16")
+    # Each step runs under `timeout`; the limits leave room in the lent machine's 600 s per call.
+    limits = [int(x) for x in re.findall(r"^\s*step \w+ (\d+) ", open(script).read().split("else\n", 1)[1], re.M)]
+    assert len(limits) == 4 and sum(limits) <= 570
     assert all(a.out.startswith(str(tmp_path)) for a in parsed)
 
     wrong = subprocess.run(["bash", script, "--gpu"], env=dict(os.environ, OUT=str(tmp_path / "refused")),
