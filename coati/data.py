@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("command", choices=("show",), help="show: print rows as a stage sees them")
     p.add_argument("--dataset", required=True, help="the file, folder or hub name a stage would read")
     p.add_argument("--stage", default="auto", choices=STAGES,
-                   help="which stage's view: auto guesses from the columns (preference pairs: rm, a prompt "
-                        "without an answer: ppo, else sft)")
+                   help="which stage's view: auto guesses from the columns (preference pairs: rm, prompts "
+                        "without an answer or conversations ending with the user: ppo, else sft)")
     p.add_argument("--tokenizer", default=SHIPPED_TOKENIZER, help="tokenizer folder (default: the shipped one)")
     p.add_argument("--rows", type=int, default=3, help="how many rows (pairs for rm/dpo) to print")
     p.add_argument("--max_len", type=int, default=512, help="as in the stages: longer sequences are cut")
@@ -90,8 +90,10 @@ def guess_stage(rows: list[dict], args) -> str:
     except UserError:
         pass
     if is_conversation_rows(rows, args.messages_str):
-        answered = any(isinstance(t, dict) and t.get("role", t.get("from")) in ("assistant", "gpt")
-                       for row in rows for t in (find_turns(row, args.messages_str) or []))
+        # Prompt files end their conversations with the user's turn; SFT files with the assistant's.
+        last = [turns[-1] for turns in (find_turns(row, args.messages_str) for row in rows)
+                if isinstance(turns, list) and turns and isinstance(turns[-1], dict)]
+        answered = any(t.get("role", t.get("from")) in ("assistant", "gpt") for t in last)
         return "sft" if answered else "ppo"
     return "sft" if any(args.output_str in row for row in rows) else "ppo"
 
