@@ -13,7 +13,7 @@ import os
 import sys
 
 from coati.cli import base_parser, check_common, check_sampling
-from coati.errors import UserError, exit_on_user_error
+from coati.errors import UserError, exit_on_user_error, is_first_rank
 
 
 def parse_args(argv: list[str] | None = None):
@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--vf_coef", type=float, default=1.0, help="weight of the value loss")
     p.add_argument("--offload_frozen", action="store_true",
                    help="keep the initial and reward models on the CPU except while they score")
+    p.add_argument("--allow_template_mismatch", action="store_true",
+                   help="run although the actor and the reward model carry different chat templates")
     return p.parse_args(argv)
 
 
@@ -82,6 +84,9 @@ def check_args(args) -> None:
         check_model_source(args.rm_pretrain, "--rm_pretrain")
     else:
         check_model_role(args.rm_path, "--rm_path", scorer=True)
+        if args.rm_pretrain and is_first_rank():
+            print(f"[ppo] --rm_pretrain {args.rm_pretrain} is ignored: --rm_path {args.rm_path} is a model folder "
+                  "(--rm_pretrain only names the base model of a legacy .pt)", file=sys.stderr)
     for name in ("num_episodes", "num_collect_steps", "num_update_steps", "experience_batch_size",
                  "train_batch_size", "ptx_batch_size", "max_input_len"):
         if getattr(args, name) <= 0:
@@ -89,6 +94,30 @@ def check_args(args) -> None:
     if not 0 <= args.ptx_coef <= 1:
         raise UserError(f"--ptx_coef must be in [0, 1], got {args.ptx_coef}")
     check_sampling(args)
+    check_same_template(args)
+
+
+def check_same_template(args) -> None:
+    """The reward model scores what the actor writes after its prompt: rendered in another chat template, the
+    prompts would be text the reward model never learnt to score. Compares the templates saved in the folders
+    (and the --chat_template in force for the actor); a legacy .pt or a hub name carries none to compare."""
+    from coati.dataset.chat import flag_template_source, saved_chat_template, template_label
+    from coati.models.value import is_legacy_file
+
+    actor_folder = args.tokenizer or args.pretrain
+    if args.allow_template_mismatch or is_legacy_file(args.rm_path) or not os.path.isdir(actor_folder):
+        return
+    if args.chat_template and args.chat_template != "tokenizer":
+        actor, where = flag_template_source(args.chat_template, actor_folder), f"--chat_template {args.chat_template}"
+    else:
+        actor, where = saved_chat_template(actor_folder), f"{'--tokenizer' if args.tokenizer else '--pretrain'} " \
+            f"{actor_folder}"
+    reward = saved_chat_template(args.rm_path)
+    if (actor or "").strip() != (reward or "").strip():
+        raise UserError(f"the actor's chat template ({where}: {template_label(actor)}) differs from the reward "
+                        f"model's (--rm_path {args.rm_path}: {template_label(reward)}), so the reward model would "
+                        "score prompts rendered in a template it was not trained on; train both with the same "
+                        "--chat_template, or pass --allow_template_mismatch")
 
 
 @exit_on_user_error
@@ -109,8 +138,14 @@ def main(args) -> dict:
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
     from coati.checkpoint import Checkpointer
+    from coati.dataset.chat import (
+        build_sft_dataset,
+        choose_chat_template,
+        is_conversation_rows,
+        set_chat_template,
+    )
     from coati.dataset.prompt import LeftPadCollator, PromptDataset
-    from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+    from coati.dataset.sft import Keys, SFTCollator
     from coati.experience.maker import ExperienceMaker
     from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
@@ -123,17 +158,26 @@ def main(args) -> dict:
     tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
     rm_tokenizer = load_tokenizer(rm_source, args.max_len, args.trust_remote_code, distinct_pad=True)
     check_same_vocabulary(tokenizer, rm_tokenizer, rm_source)
+    # Prompts render by the reward model's rule (preference.render_prompt): conversation rows through the
+    # template the flag names, else the tokenizer's own; ptx rows as SFT reads them, in the same template.
+    conversations = any(is_conversation_rows(r, args.messages_str) for r in (prompt_rows, eval_rows or []))
+    template = choose_chat_template(args.chat_template, tokenizer, conversations)
+    prompt_data = dict(without_prompt=args.without_prompt, template=template, messages_key=args.messages_str)
     prompts = PromptDataset(prompt_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
-                            without_prompt=args.without_prompt, source=f"--prompt_dataset {args.prompt_dataset}")
+                            source=f"--prompt_dataset {args.prompt_dataset}", **prompt_data)
     eval_prompts = PromptDataset(eval_rows, tokenizer, args.max_input_len, args.language, args.ppo_instruction_str,
-                                 without_prompt=args.without_prompt, source=f"--eval_dataset {args.eval_dataset}") \
-        if eval_rows else None
-    ptx_set = SFTDataset(ptx_rows, tokenizer, args.max_len, args.language,
-                         Keys(args.instruction_str, args.input_str, args.output_str), args.without_prompt,
-                         f"--pretrain_dataset {args.pretrain_dataset}") if ptx_rows else None
+                                 source=f"--eval_dataset {args.eval_dataset}", **prompt_data) if eval_rows else None
+    ptx_set = build_sft_dataset(ptx_rows, tokenizer, args.max_len, language=args.language,
+                                keys=Keys(args.instruction_str, args.input_str, args.output_str),
+                                without_prompt=args.without_prompt,
+                                chat_template=template.name if template else args.chat_template,
+                                messages_key=args.messages_str, train_on=args.train_on,
+                                source=f"--pretrain_dataset {args.pretrain_dataset}")[0] if ptx_rows else None
     if strategy.is_rank0:
-        print(f"[ppo] {len(prompts)} prompts ({prompts.truncated} cut to --max_input_len {args.max_input_len})"
-              + (f", {len(ptx_set)} ptx rows" if ptx_set else ""), file=sys.stderr)
+        for ds in filter(None, (prompts, eval_prompts, ptx_set)):
+            print(f"[ppo] {ds.report.summary()}", file=sys.stderr)
+        if template is not None:
+            print(f"[ppo] chat template: {template.name}", file=sys.stderr)
 
     # Actor and its frozen twin from --pretrain; reward model and critic from the stage-2 model.
     actor = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
@@ -200,6 +244,8 @@ def main(args) -> dict:
                f"{first:.3f} (first {k}) -> {last:.3f} (last {k}), kl {h[-1]['kl']:.3f}"
                + (f"; held-out reward {eval_before:.3f} -> {eval_after:.3f}" if eval_prompts else "")
                + f"; actor in {args.save_path}")
+    if template is not None:
+        set_chat_template(tokenizer, template)  # inference.py renders the same way
     save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=actor,
                  tokenizer=tokenizer, plot_keys=["reward", "kl", "policy_loss", "value_loss"],
                  plot_file="ppo_reward_kl.png", title="PPO", summary=summary)

@@ -9,25 +9,17 @@ from __future__ import annotations
 import os
 import sys
 
-from coati.cli import base_parser, check_common
+from coati.cli import add_preference_data_args, base_parser, check_common
 from coati.errors import UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None):
-    from coati.dataset.preference import FORMATS
-
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--dataset", default="Dahoas/rm-static",
                    help="preference rows: a file or folder, or a hub name (Anthropic/hh-rlhf, Dahoas/rm-static, "
                         "openai/summarize_from_feedback, openai/webgpt_comparisons, "
                         "Dahoas/instruct-synthetic-prompt-responses)")
-    p.add_argument("--subset", default=None, help="hub config or data folder of the dataset (e.g. harmless-base)")
-    p.add_argument("--data_format", default="auto", choices=FORMATS, help="how rows encode preferences")
-    p.add_argument("--prompt_str", default="prompt", help="key of the prompt in pair rows")
-    p.add_argument("--chosen_str", default="chosen", help="key of the preferred response")
-    p.add_argument("--rejected_str", default="rejected", help="key of the rejected response")
-    p.add_argument("--eval_split", type=float, default=0.1,
-                   help="share of rows held out for evaluation when --eval_dataset is not given")
+    add_preference_data_args(p)
     p.add_argument("--model_path", default=None,
                    help="continue training a reward model: its folder, or a legacy Coati .pt with --pretrain")
     p.add_argument("--loss_fn", "--loss_func", dest="loss_fn", default="log_sig", choices=("log_sig", "log_exp"),
@@ -39,7 +31,7 @@ def parse_args(argv: list[str] | None = None):
 
 @exit_on_user_error
 def main(args) -> dict:
-    from coati.dataset.io import load_rows
+    from coati.dataset.io import ReadReport, load_rows
     from coati.dataset.preference import PairKeys, rows_to_pairs, split_rows
     from coati.models.loading import check_model_source
     from coati.models.registry import resolve_family
@@ -60,12 +52,23 @@ def main(args) -> dict:
                               split="test" if not os.path.exists(args.eval_dataset) else "train")
     else:
         rows, eval_rows = split_rows(rows, args.eval_split, args.seed)
-    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset)
-    eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
-        else []
+    reports = [ReadReport(f"--dataset {args.dataset}")]
+    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset, args.ranking_order, reports[0])
+    eval_pairs = []
+    if eval_rows:
+        reports.append(ReadReport(f"--eval_dataset {args.eval_dataset}" if args.eval_dataset else
+                                  f"--dataset {args.dataset} (held out by --eval_split)"))
+        eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset,
+                                   args.ranking_order, reports[1])
 
     from coati.checkpoint import Checkpointer
-    from coati.dataset.preference import PairCollator, PreferenceDataset
+    from coati.dataset.chat import choose_chat_template, set_chat_template
+    from coati.dataset.preference import (
+        PairCollator,
+        PreferenceDataset,
+        pairs_are_conversations,
+        ranking_order_note,
+    )
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
     from coati.optim import cosine_schedule
@@ -75,12 +78,20 @@ def main(args) -> dict:
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or start_from, args.max_len, args.trust_remote_code, distinct_pad=True)
-    train_set = PreferenceDataset(train_pairs, tokenizer, args.max_len, args.language, args.without_prompt)
-    eval_set = PreferenceDataset(eval_pairs, tokenizer, args.max_len, args.language, args.without_prompt) \
+    # Prompts render by the one rule PPO and DPO follow too (preference.render_prompt), through the template
+    # the flag names, or the tokenizer's own for conversation pairs.
+    template = choose_chat_template(args.chat_template, tokenizer, pairs_are_conversations(train_pairs + eval_pairs))
+    data = dict(language=args.language, without_prompt=args.without_prompt, template=template)
+    train_set = PreferenceDataset(train_pairs, tokenizer, args.max_len, source=f"--dataset {args.dataset}", **data)
+    eval_set = PreferenceDataset(eval_pairs, tokenizer, args.max_len, source=reports[-1].source, **data) \
         if eval_pairs else None
     if strategy.is_rank0:
-        print(f"[rm] {len(train_set)} training pairs from {len(rows)} rows, {len(eval_pairs)} eval pairs "
-              f"({train_set.truncated} sequences cut to --max_len {args.max_len})", file=sys.stderr)
+        if reports[0].format == "ranking":
+            print(f"[rm] {ranking_order_note(args.ranking_order)}", file=sys.stderr)
+        for report in reports + [ds.report for ds in filter(None, (train_set, eval_set))]:
+            print(f"[rm] {report.summary()}", file=sys.stderr)
+        if template is not None:
+            print(f"[rm] chat template: {template.name}", file=sys.stderr)
 
     hf = load_sequence_scorer(start_from, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
     if legacy:
@@ -111,6 +122,8 @@ def main(args) -> dict:
         trainer.load_state_dict(resumed)
     trainer.fit()
 
+    if template is not None:
+        set_chat_template(tokenizer, template)  # PPO checks that the actor renders the same way
     last = trainer.last
     figures = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
         f"train acc {last.get('acc', float('nan')):.3f}"

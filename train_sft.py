@@ -37,7 +37,8 @@ def main(args) -> dict:
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
     from coati.checkpoint import Checkpointer
-    from coati.dataset.sft import Keys, SFTCollator, SFTDataset
+    from coati.dataset.chat import build_sft_dataset, set_chat_template
+    from coati.dataset.sft import Keys, SFTCollator
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
     from coati.optim import cosine_schedule
     from coati.outputs import open_run_log, save_outputs
@@ -46,14 +47,21 @@ def main(args) -> dict:
 
     strategy = build_strategy(args.strategy, args.seed, mixed_precision=args.dtype)
     tokenizer = load_tokenizer(args.tokenizer or args.pretrain, args.max_len, args.trust_remote_code)
-    keys = Keys(args.instruction_str, args.input_str, args.output_str)
-    train_set = SFTDataset(rows, tokenizer, args.max_len, args.language, keys, args.without_prompt,
-                           f"--dataset {args.dataset}")
-    eval_set = (SFTDataset(eval_rows, tokenizer, args.max_len, args.language, keys, args.without_prompt,
-                           f"--eval_dataset {args.eval_dataset}") if eval_rows else None)
+    # Conversation rows go through a chat template (the flag's, else the tokenizer's own); instruction rows
+    # keep the --language template unless a --chat_template is given. Held-out rows follow the same one.
+    data = dict(language=args.language, keys=Keys(args.instruction_str, args.input_str, args.output_str),
+                without_prompt=args.without_prompt, messages_key=args.messages_str, train_on=args.train_on)
+    train_set, template = build_sft_dataset(rows, tokenizer, args.max_len, chat_template=args.chat_template,
+                                            source=f"--dataset {args.dataset}", **data)
+    eval_set = build_sft_dataset(eval_rows, tokenizer, args.max_len,
+                                 chat_template=template.name if template else args.chat_template,
+                                 source=f"--eval_dataset {args.eval_dataset}", **data)[0] if eval_rows else None
     if strategy.is_rank0:
-        print(f"[sft] {len(train_set)} training rows ({train_set.truncated} truncated to --max_len {args.max_len}, "
-              f"{train_set.dropped} dropped: prompt alone too long)", file=sys.stderr)
+        for ds in filter(None, (train_set, eval_set)):
+            print(f"[sft] {ds.report.summary()}", file=sys.stderr)
+        if template is not None:
+            print(f"[sft] chat template: {template.name}, training on {args.train_on} assistant turns",
+                  file=sys.stderr)
 
     model = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
     model = apply_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
@@ -81,6 +89,8 @@ def main(args) -> dict:
         trainer.load_state_dict(resumed)
     trainer.fit()
 
+    if template is not None:
+        set_chat_template(tokenizer, template)  # the next stage and inference.py render the same way
     summary = (f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
                + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
                + f"; model in {args.save_path}")

@@ -16,7 +16,7 @@ BATCH_SIZE=${BATCH_SIZE:-8}                        # per process
 ACCUMULATION_STEPS=${ACCUMULATION_STEPS:-1}
 MAX_EPOCHS=${MAX_EPOCHS:-12}
 LR=${LR:-3e-3}                                     # ~2e-5 for a real pretrained model
-MAX_LEN=${MAX_LEN:-256}
+MAX_LEN=${MAX_LEN:-512}                           # rows longer than this are cut (or dropped if the prompt alone fills it)
 LORA_RANK=${LORA_RANK:-0}                          # e.g. 8 for a billion-parameter model
 
 torchrun --standalone --nproc_per_node="$NPROC" train_sft.py --strategy "$STRATEGY" --model "$MODEL" --pretrain "$PRETRAIN" --dataset "$DATASET" --instruction_str "$INSTRUCTION_STR" --output_str "$OUTPUT_STR" --language "$LANGUAGE" --save_path "$SAVE_PATH" --batch_size "$BATCH_SIZE" --accumulation_steps "$ACCUMULATION_STEPS" --max_epochs "$MAX_EPOCHS" --lr "$LR" --max_len "$MAX_LEN" --lora_rank "$LORA_RANK" "$@"

@@ -61,19 +61,36 @@ def save_hf_model(model, tokenizer, out_dir: str, merge_lora: bool = True, extra
 
 
 def save_tokenizer(tokenizer, out_dir: str) -> None:
-    """save_pretrained, with a tokenizer_class that transformers 4.51 can also load.
+    """save_pretrained, with a tokenizer_config.json that transformers 4.51 can also load.
 
-    transformers 5 writes "TokenizersBackend", a class 4.51 does not know; PreTrainedTokenizerFast
-    names the same tokenizer.json and loads in both.
+    transformers 5 writes tokenizer_class "TokenizersBackend", a class 4.51 does not know; PreTrainedTokenizerFast
+    names the same tokenizer.json and loads in both. It also writes a tokenizer's extra special tokens
+    (Polyglot-Ko's, any added with additional_special_tokens) as a list under extra_special_tokens, which 4.51
+    reads as a dict of named tokens and fails on (AttributeError); both read them under additional_special_tokens.
     """
     tokenizer.save_pretrained(out_dir)
     cfg_path = os.path.join(out_dir, "tokenizer_config.json")
     with open(cfg_path, encoding="utf-8") as f:
         cfg = json.load(f)
-    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    changed = portable_tokenizer_config(cfg)
+    if changed:
         with open(cfg_path, "w", encoding="utf-8") as f:
             json.dump(cfg, f, ensure_ascii=False, indent=2)
+
+
+def portable_tokenizer_config(cfg: dict) -> bool:
+    """Rewrite a tokenizer_config.json's content in place so both stacks load it; True when something changed."""
+    changed = False
+    if cfg.get("tokenizer_class") in (None, "TokenizersBackend"):
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        changed = True
+    extra = cfg.get("extra_special_tokens")
+    if isinstance(extra, list):
+        known = cfg.get("additional_special_tokens") or []
+        cfg["additional_special_tokens"] = known + [t for t in extra if t not in known]
+        del cfg["extra_special_tokens"]
+        changed = True
+    return changed
 
 
 def write_json(path: str, obj) -> None:

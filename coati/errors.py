@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 
@@ -26,7 +27,9 @@ def exit_on_user_error(main):
     """Wrap a script's main so a UserError becomes one line on stderr and exit status 2, and a
     SIGTERM/SIGINT stop one line and 128 + the signal number, as shells report signals.
 
-    Bugs still raise with their traceback; only mistakes the user can fix are shortened.
+    Bugs still raise with their traceback; only mistakes the user can fix are shortened. Under torchrun every
+    rank meets the same mistake (the checks run before any rank diverges): rank 0 alone prints it, so the line
+    appears once, and every rank exits non-zero so the launcher stops.
     """
 
     @functools.wraps(main)
@@ -34,10 +37,19 @@ def exit_on_user_error(main):
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            if is_first_rank():
+                print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except TrainingInterrupted as stop:
-            print(f"{stop}; continue with --resume_from {stop.checkpoint} (or --resume_from latest)", file=sys.stderr)
+            if is_first_rank():
+                print(f"{stop}; continue with --resume_from {stop.checkpoint} (or --resume_from latest)",
+                      file=sys.stderr)
             sys.exit(130 if stop.signame == "SIGINT" else 143)
 
     return wrapped
+
+
+def is_first_rank() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process; read from the launcher's RANK, so it answers before
+    any process group exists."""
+    return os.environ.get("RANK", "0") == "0"

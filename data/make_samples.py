@@ -540,7 +540,8 @@ def main():
         row = {"prompt": prompt}
         for slot, rank in enumerate(order):
             row[f"completion_{slot}"] = texts[rank]
-        row["ranking"] = order
+        # KoChatGPT's meaning (--ranking_order slots): ranking[k] is the slot holding the k-th best completion
+        row["ranking"] = [order.index(rank) for rank in range(3)]
         rm.append(row)
 
     ppo = [{"prompt": ko_prompt(rng, entry, t)} for _, entry, t in ppo_base]

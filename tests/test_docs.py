@@ -55,6 +55,10 @@ def parser_of(program: str) -> argparse.ArgumentParser:
         return flag_tables.capture_parser(lambda: kit.main(["tiny"]))
     if program == "tools/flag_tables.py":
         return flag_tables.capture_parser(lambda: flag_tables.main([]))
+    if program == "coati.data":
+        from coati import data
+
+        return flag_tables.capture_parser(lambda: data.parse_args([]))
     if program in BENCHMARKS:
         module = script_module(program)
         with neighbours_importable(program):
@@ -86,7 +90,8 @@ def options(program: str) -> frozenset[str]:
 
 
 def all_options() -> frozenset[str]:
-    return frozenset().union(*(options(p) for p in (*SCRIPTS, "torchrun", "coati.kit", "tools/flag_tables.py")))
+    return frozenset().union(*(options(p) for p in (*SCRIPTS, "torchrun", "coati.kit", "coati.data",
+                                                    "tools/flag_tables.py")))
 
 
 # -- shell commands -----------------------------------------------------------------------------------------
@@ -144,8 +149,8 @@ def classify(tokens: list[str]) -> tuple[str | None, list[str], list[str]]:
     if head in ("python", "python3"):
         if rest[1:2] == ["-m"]:
             module = rest[2]
-            if module == "coati.kit":
-                return "coati.kit", rest[3:], launcher
+            if module in ("coati.kit", "coati.data"):
+                return module, rest[3:], launcher
             if module in ("pytest", "coati.summary", "venv", "pip"):
                 return None, rest[3:], launcher
             return "?", rest, launcher

@@ -17,11 +17,11 @@ from coati.ops import last_true_index
 
 def test_ranking_row_expands_into_all_pairs_best_first():
     row = {"prompt": "q", "completion_0": "c", "completion_1": "a", "completion_2": "d", "completion_3": "b",
-           "ranking": [2, 0, 3, 1]}  # a (rank 0) > b > c > d
-    pairs = ranking_pairs(row)
+           "ranking": [2, 0, 3, 1]}  # read as ranks: a (rank 0) > b > c > d
+    pairs = ranking_pairs(row, "ranks")
     assert [(p.chosen, p.rejected) for p in pairs] == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"),
                                                        ("b", "d"), ("c", "d")]
-    assert len(ranking_pairs({**row, "completion_4": "e", "ranking": [2, 0, 3, 1, 4]})) == 10
+    assert len(ranking_pairs({**row, "completion_4": "e", "ranking": [2, 0, 3, 1, 4]}, "ranks")) == 10
 
 
 def test_inconsistent_ranking_is_refused_with_the_row():
@@ -167,7 +167,7 @@ def _ranking_rows(n, seed):
         row = {"prompt": f"{t}을 잘하려면 어떻게 해야 하나요? ({i})"}
         for slot, k in enumerate(order):
             row[f"completion_{slot}"] = texts[k]
-        row["ranking"] = [order[s] for s in range(3)]
+        row["ranking"] = [order.index(k) for k in range(3)]  # KoChatGPT's slots: where the k-th best one sits
         rows.append(row)
     return rows
 
@@ -357,6 +357,11 @@ def test_pairs_that_cutting_makes_identical_are_dropped(tokenizer):
                                       "whose chosen and rejected are the same once cut to --max_len 48": [2]}
     chosen, rejected = ds[0]
     assert len(chosen) == 48 and chosen[-1] == tokenizer.eos_token_id and rejected[-1] == tokenizer.eos_token_id
+    # The --max_len named keeps both dropped pairs, and one token less drops one again.
+    keep = ds.report.keep_len
+    assert f"--max_len {keep} would keep the pairs dropped for length" in ds.report.summary()
+    assert len(PreferenceDataset([long_prompt, shared], tokenizer, keep)) == 2
+    assert len(PreferenceDataset([long_prompt, shared, fine], tokenizer, keep - 1)) == 2
     with pytest.raises(UserError, match="r.json: no usable preference pair .1 whose prompt alone fills --max_len 48: "
-                                        "row 1.; raise --max_len"):
+                                        "row 1; --max_len [0-9]+ would keep the pairs dropped for length.; raise"):
         PreferenceDataset([long_prompt], tokenizer, 48, source="r.json")

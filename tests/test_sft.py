@@ -59,9 +59,12 @@ def test_rows_missing_or_empty_values_are_dropped_and_counted(tokenizer):
             {"instruction": "또 질문", "output": "또 대답"}]
     ds = SFTDataset(rows, tokenizer, 64, "ko", source="s.json")
     assert len(ds) == 2 and ds.dropped == 4 and ds.truncated == 0
+    need = len(tokenizer(build_prompt("긴 질문 " * 60, "", "ko"))["input_ids"]) + 1  # its prompt and one answer token
     assert ds.report.summary() == ("s.json: read 6 rows, used 2, truncated 0, dropped 4 (1 with no 'output': row 2; "
                                    "1 with an empty 'instruction': row 3; 1 with an empty 'output': row 4; "
-                                   "1 whose prompt alone fills --max_len 64: row 5)")
+                                   f"1 whose prompt alone fills --max_len 64: row 5; --max_len {need} would keep the "
+                                   "rows dropped for length)")
+    assert len(SFTDataset(rows, tokenizer, need, "ko")) == 3 and len(SFTDataset(rows, tokenizer, need - 1, "ko")) == 2
     with pytest.raises(UserError, match="s.json row 0 has no key 'output' and neither has any other row .keys found: "
                                         "instruction, answer"):
         SFTDataset([{"instruction": "q", "answer": "a"}] * 3, tokenizer, 64, source="s.json")

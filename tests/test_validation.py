@@ -90,6 +90,9 @@ def test_inconsistent_ranking_rows(tmp_path, gpt2):
     data = write_json(tmp_path / "rm.json", rows)
     res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
                       "--dataset", data, "--save_path", str(tmp_path / "rm")], timeout=120)
+    _refused(res, "row 0", "'ranking' [0, 0] is not an order of the completions 0..1 (read with --ranking_order slots)")
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--dataset", data, "--ranking_order", "ranks", "--save_path", str(tmp_path / "rm")], timeout=120)
     _refused(res, "row 0", "same rank")
 
 
@@ -249,3 +252,40 @@ def test_bad_chat_template_flag_is_refused_before_loading(tmp_path, gpt2):
     _refused(sft(tmp_path, gpt2, "--chat_template", str(tmp_path / "none.jinja")),
              "--chat_template", "neither one of tokenizer, ko, en, chatml nor an existing Jinja file")
     assert not (tmp_path / "out").exists()
+
+
+def test_under_torchrun_a_user_error_is_printed_once_and_every_rank_exits_non_zero(tmp_path, gpt2):
+    res = run_script(["train_sft.py", "--strategy", "ddp", "--model", "gpt2", "--pretrain", gpt2, "--dataset",
+                      str(tmp_path / "missing.json"), "--save_path", str(tmp_path / "out")], nproc=2, timeout=180)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors == [f"error: --dataset {tmp_path / 'missing.json'} does not exist; give a .json/.jsonl/.parquet "
+                      "file, a folder saved by datasets, or a hub name like Dahoas/rm-static"], res.stderr[-2000:]
+
+
+def test_inference_takes_true_or_false_after_its_boolean_flags():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    import inference
+
+    base = ["--model_path", "m"]
+    assert inference.parse_args([*base, "--greedy", "True"]).greedy is True
+    assert inference.parse_args([*base, "--greedy", "False", "--without_prompt"]).greedy is False
+    assert inference.parse_args([*base, "--without_prompt", "false"]).without_prompt is False
+    assert inference.parse_args([*base, "--chat_template", "chatml"]).chat_template == "chatml"
+
+
+def test_ranking_order_is_printed_and_checked(tmp_path, gpt2):
+    row = {"prompt": "q", "completion_0": "zero", "completion_1": "one", "completion_2": "two", "ranking": [1, 2, 0]}
+    data = write_json(tmp_path / "r.json", [row] * 4)
+    for order in ("slots", "ranks"):
+        res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                          "--dataset", data, "--ranking_order", order, "--eval_split", "0",
+                          "--save_path", str(tmp_path / order), "--max_epochs", "1", "--batch_size", "12"],
+                         timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert f"[rm] ranking rows read with --ranking_order {order}: " in res.stderr
+        assert f"[rm] --dataset {data}: read 4 rows, used 4, truncated 0, dropped 0" in res.stderr
+    res = run_script(["train_reward_model.py", "--pretrain", gpt2, "--dataset", data, "--ranking_order", "best"])
+    assert res.returncode == 2 and "--ranking_order: invalid choice: 'best'" in res.stderr

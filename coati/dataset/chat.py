@@ -182,6 +182,48 @@ def tokenizer_template(tokenizer) -> str | None:
     return source or None
 
 
+def saved_chat_template(folder: str) -> str | None:
+    """The chat template a tokenizer folder carries, read from its files without loading anything:
+    chat_template.jinja (transformers 5 writes it there) or tokenizer_config.json's chat_template (a string, or
+    HF's list of named templates, whose 'default' counts). None when it has none or is not a local folder."""
+    if not os.path.isdir(folder):
+        return None
+    jinja = os.path.join(folder, "chat_template.jinja")
+    if os.path.isfile(jinja):
+        with open(jinja, encoding="utf-8") as f:
+            return f.read() or None
+    cfg = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.isfile(cfg):
+        return None
+    with open(cfg, encoding="utf-8") as f:
+        source = json.load(f).get("chat_template")
+    if isinstance(source, list):
+        source = next((t.get("template") for t in source if isinstance(t, dict) and t.get("name") == "default"), None)
+    return source or None
+
+
+def template_label(source: str | None) -> str:
+    """A short name for a template's text in messages: ko, en, chatml, or 'a template of its own'."""
+    if source is None:
+        return "none (instruction rows use the --language template)"
+    for name in ("ko", "en"):
+        if source.strip() == _instruction_source(name).strip():
+            return name
+    return "chatml" if source.strip() == CHATML.strip() else "a template of its own"
+
+
+def flag_template_source(choice: str, tokenizer_folder: str | None) -> str | None:
+    """The template text a --chat_template value stands for, before any tokenizer loads ('tokenizer': the one
+    saved in tokenizer_folder)."""
+    if choice == "tokenizer":
+        return saved_chat_template(tokenizer_folder) if tokenizer_folder else None
+    if choice in TEMPLATES:
+        return _instruction_source(choice)
+    if choice == "chatml":
+        return CHATML
+    return _read_template_file(choice)
+
+
 def check_chat_template_flag(choice: str | None) -> None:
     """--chat_template names a choice or an existing Jinja file that parses; checked before any model loads."""
     if choice is None or choice in TEMPLATE_CHOICES:
@@ -312,7 +354,8 @@ class ChatSFTDataset(torch.utils.data.Dataset):
                 continue
             ids, mask = trained_token_mask(tokenizer, text, spans)
             if not any(mask[:max_len]):
-                self.report.drop(number, f"whose first trained token lies beyond --max_len {max_len}")
+                self.report.drop_for_length(number, f"whose first trained token lies beyond --max_len {max_len}",
+                                            mask.index(True) + 1 if any(mask) else len(ids) + 1)
                 continue
             if len(ids) > max_len:
                 self.report.truncated += 1

@@ -149,9 +149,16 @@ class ReadReport:
         self.source, self.unit = source, unit
         self.read = self.used = self.truncated = 0
         self.dropped_rows: dict[str, list[int]] = {}
+        self.keep_len = 0  # the smallest --max_len that keeps every row dropped for length (0: none was)
+        self.format: str | None = None  # the preference format the rows were read in, where one applies
 
     def drop(self, row_number: int, why: str) -> None:
         self.dropped_rows.setdefault(why, []).append(row_number)
+
+    def drop_for_length(self, row_number: int, why: str, needed: int) -> None:
+        """Drop a row that --max_len leaves nothing to learn from; `needed` is the --max_len that would keep it."""
+        self.drop(row_number, why)
+        self.keep_len = max(self.keep_len, needed)
 
     @property
     def dropped(self) -> int:
@@ -162,6 +169,8 @@ class ReadReport:
         for why, numbers in self.dropped_rows.items():
             shown = ", ".join(map(str, numbers[: self.SHOWN])) + (", ..." if len(numbers) > self.SHOWN else "")
             parts.append(f"{len(numbers)} {why}: {'row' if len(numbers) == 1 else 'rows'} {shown}")
+        if self.keep_len:
+            parts.append(f"--max_len {self.keep_len} would keep the {self.unit} dropped for length")
         return "; ".join(parts)
 
     def summary(self) -> str:

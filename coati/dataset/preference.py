@@ -173,7 +173,7 @@ def detect_format(row: dict, keys: PairKeys) -> str:
 
 
 def rows_to_pairs(rows: list[dict], fmt: str = "auto", keys: PairKeys | None = None, source: str = "--dataset",
-                  ranking_order: str = "ranks", report: ReadReport | None = None) -> list[Pair]:
+                  ranking_order: str = "slots", report: ReadReport | None = None) -> list[Pair]:
     """Every row's preference pairs, in row order. Rows missing a value or holding an empty one are dropped
     and counted in `report` (row numbers from 1); a key that no row has, a wrong type or an inconsistent
     ranking stops the run with the row."""
@@ -182,6 +182,7 @@ def rows_to_pairs(rows: list[dict], fmt: str = "auto", keys: PairKeys | None = N
         raise UserError(f"--ranking_order {ranking_order} is unknown; choose one of {', '.join(RANKING_ORDERS)}")
     fmt = detect_format(_key_sample(rows), keys) if fmt == "auto" else fmt
     report = report if report is not None else ReadReport(source)
+    report.format = fmt
     pairs: list[Pair] = []
     for i, row in enumerate(rows):
         report.read += 1
@@ -212,7 +213,15 @@ def rows_to_pairs(rows: list[dict], fmt: str = "auto", keys: PairKeys | None = N
     return pairs
 
 
-def _row_pairs(row: dict, fmt: str, keys: PairKeys, ranking_order: str = "ranks") -> list[Pair]:
+def ranking_order_note(order: str) -> str:
+    """The line a stage prints when it reads ranking rows: which meaning of `ranking` it used."""
+    meaning = ("ranking[k] is the completion holding the k-th best answer, as KoChatGPT's generator writes it"
+               if order == "slots" else "ranking[i] is the rank of completion_i, 0 best")
+    other = "ranks" if order == "slots" else "slots"
+    return f"ranking rows read with --ranking_order {order}: {meaning} (--ranking_order {other} reads the other way)"
+
+
+def _row_pairs(row: dict, fmt: str, keys: PairKeys, ranking_order: str = "slots") -> list[Pair]:
     if fmt == "ranking":
         return ranking_pairs(row, ranking_order)
     if fmt == "pairs":
@@ -309,7 +318,7 @@ def _answers_only(turns: list) -> list[dict]:
     return [{"role": "assistant", "content": content}]
 
 
-def ranking_pairs(row: dict, ranking_order: str = "ranks") -> list[Pair]:
+def ranking_pairs(row: dict, ranking_order: str = "slots") -> list[Pair]:
     """KoChatGPT ranking row -> all n(n-1)/2 pairs, better completion first.
 
     ranking_order "ranks": ranking[i] is the rank of completion_i (lower is better). "slots": ranking[k] is
@@ -383,7 +392,12 @@ class PreferenceDataset(torch.utils.data.Dataset):
             if seqs[0] == seqs[1]:
                 why = (f"whose prompt alone fills --max_len {max_len}" if len(prompt_ids) >= max_len - 1 else
                        f"whose chosen and rejected are the same once cut to --max_len {max_len}")
-                self.report.drop(number, why)
+                full = [prompt_ids + a for a in answers]
+                first_diff = next((i for i, (a, b) in enumerate(zip(*full)) if a != b), min(map(len, full)))
+                if full[0] == full[1]:
+                    self.report.drop(number, why)  # identical as written: no --max_len helps
+                else:  # the cut keeps ids[: max_len - 1] and the last token
+                    self.report.drop_for_length(number, why, first_diff + 2)
                 continue
             self.truncated += cut
             self.report.truncated += bool(cut)

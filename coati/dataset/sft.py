@@ -63,7 +63,8 @@ class SFTDataset(torch.utils.data.Dataset):
             prompt_ids = encode_prompt(tokenizer, build_prompt(instruction, input_text, language, without_prompt))
             response_ids = encode_response(tokenizer, output)
             if len(prompt_ids) >= max_len:
-                self.report.drop(number, f"whose prompt alone fills --max_len {max_len}")
+                self.report.drop_for_length(number, f"whose prompt alone fills --max_len {max_len}",
+                                            len(prompt_ids) + 1)
                 continue
             if len(prompt_ids) + len(response_ids) > max_len:
                 self.report.truncated += 1
@@ -72,7 +73,8 @@ class SFTDataset(torch.utils.data.Dataset):
         self.report.used = len(self.examples)
         if not self.examples:
             if set(self.report.dropped_rows) == {f"whose prompt alone fills --max_len {max_len}"}:
-                raise UserError(f"{source}: every row's prompt is longer than --max_len {max_len}; raise --max_len")
+                raise UserError(f"{source}: every row's prompt is longer than --max_len {max_len}; raise --max_len "
+                                f"(--max_len {self.report.keep_len} keeps them all)")
             raise UserError(f"{source}: no usable row ({self.report.reasons()})")
 
     @property

@@ -85,7 +85,7 @@ def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: boo
     from transformers import AutoTokenizer
 
     with _load_errors(path, "tokenizer"):
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **_extra_tokens_kwargs(path))
     if tok.eos_token is None:
         raise UserError(f"the tokenizer at {path} has no EOS token; coati appends EOS to every response")
     if distinct_pad and (tok.pad_token is None or tok.pad_token_id == tok.eos_token_id):
@@ -97,6 +97,20 @@ def load_tokenizer(path: str, max_len: int | None = None, trust_remote_code: boo
     if max_len:
         tok.model_max_length = max_len
     return tok
+
+
+def _extra_tokens_kwargs(path: str) -> dict:
+    """transformers 4.51 fails on a folder whose tokenizer_config.json lists extra_special_tokens (transformers 5
+    writes them so; coati's own folders no longer do, see checkpoint.save_tokenizer): hand them over as the
+    additional special tokens 4.51 knows."""
+    cfg_path = os.path.join(path, "tokenizer_config.json")
+    if transformers_major() >= 5 or not os.path.isfile(cfg_path):
+        return {}
+    import json
+
+    with open(cfg_path, encoding="utf-8") as f:
+        extra = json.load(f).get("extra_special_tokens")
+    return {"extra_special_tokens": {}, "additional_special_tokens": extra} if isinstance(extra, list) else {}
 
 
 @contextlib.contextmanager
