@@ -9,25 +9,17 @@ from __future__ import annotations
 import os
 import sys
 
-from coati.cli import base_parser, check_common
+from coati.cli import add_preference_data_args, base_parser, check_common
 from coati.errors import UserError, exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None):
-    from coati.dataset.preference import FORMATS
-
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--dataset", default="Dahoas/rm-static",
                    help="preference rows: a file or folder, or a hub name (Anthropic/hh-rlhf, Dahoas/rm-static, "
                         "openai/summarize_from_feedback, openai/webgpt_comparisons, "
                         "Dahoas/instruct-synthetic-prompt-responses)")
-    p.add_argument("--subset", default=None, help="hub config or data folder of the dataset (e.g. harmless-base)")
-    p.add_argument("--data_format", default="auto", choices=FORMATS, help="how rows encode preferences")
-    p.add_argument("--prompt_str", default="prompt", help="key of the prompt in pair rows")
-    p.add_argument("--chosen_str", default="chosen", help="key of the preferred response")
-    p.add_argument("--rejected_str", default="rejected", help="key of the rejected response")
-    p.add_argument("--eval_split", type=float, default=0.1,
-                   help="share of rows held out for evaluation when --eval_dataset is not given")
+    add_preference_data_args(p)
     p.add_argument("--model_path", default=None,
                    help="continue training a reward model: its folder, or a legacy Coati .pt with --pretrain")
     p.add_argument("--loss_fn", "--loss_func", dest="loss_fn", default="log_sig", choices=("log_sig", "log_exp"),
@@ -60,8 +52,9 @@ def main(args) -> dict:
                               split="test" if not os.path.exists(args.eval_dataset) else "train")
     else:
         rows, eval_rows = split_rows(rows, args.eval_split, args.seed)
-    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset)
-    eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset) if eval_rows \
+    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset, args.ranking_order)
+    eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset,
+                               args.ranking_order) if eval_rows \
         else []
 
     from coati.checkpoint import Checkpointer

@@ -134,6 +134,23 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     return p
 
 
+def add_preference_data_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """How preference rows are read, shared by the stages that train on pairs (reward model, DPO)."""
+    from coati.dataset.preference import FORMATS, RANKING_ORDERS
+
+    p.add_argument("--subset", default=None, help="hub config or data folder of the dataset (e.g. harmless-base)")
+    p.add_argument("--data_format", default="auto", choices=FORMATS, help="how rows encode preferences")
+    p.add_argument("--prompt_str", default="prompt", help="key of the prompt in pair rows")
+    p.add_argument("--chosen_str", default="chosen", help="key of the preferred response")
+    p.add_argument("--rejected_str", default="rejected", help="key of the rejected response")
+    p.add_argument("--ranking_order", default="slots", choices=RANKING_ORDERS,
+                   help="what a ranking row's 'ranking' lists: slots (ranking[k] is the completion in k-th place, as "
+                        "KoChatGPT writes it) or ranks (ranking[i] is completion_i's rank, 0 best)")
+    p.add_argument("--eval_split", type=float, default=0.1,
+                   help="share of rows held out for evaluation when --eval_dataset is not given")
+    return p
+
+
 def check_sampling(args: argparse.Namespace, greedy: bool = False) -> None:
     """--max_new_tokens / --temperature / --top_k / --top_p of the scripts that sample (PPO, inference); greedy
     decoding reads only the first."""

@@ -1,7 +1,9 @@
 """DPO data: each preference pair tokenised as one prompt and two answers, for a policy that scores both.
 
-A pair becomes prompt + chosen + EOS and prompt + rejected + EOS, the very same prompt tokens in both, with
-labels -100 on the prompt so only answer tokens count. The collator stacks the chosen rows and then the rejected
+A pair becomes prompt + chosen and prompt + rejected, each answer ending in its end of turn (EOS outside chat
+templates), the very same prompt tokens in both, with labels -100 on the prompt so only answer tokens count. The
+text is preference.encode_pair's, the one prompt rule the reward model and PPO follow too: every preference
+format the reward model reads, conversations and --chat_template included. The collator stacks the chosen rows and then the rejected
 rows into one batch of 2B rows, so one forward pass gives the log-probs of both answers.
 
 Every kept pair has an index (its position in the dataset). Reference log-probs computed once before training
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from coati.dataset.preference import Pair
-from coati.dataset.sft import IGNORE_INDEX, encode_prompt, encode_response
-from coati.dataset.templates import build_prompt
+from coati.dataset.chat import ChatTemplate, RowError
+from coati.dataset.preference import Pair, encode_pair
+from coati.dataset.sft import IGNORE_INDEX
 from coati.errors import UserError
 
 
@@ -33,19 +35,23 @@ class DPODataset(torch.utils.data.Dataset):
     answer is unfinished, not ended) and the prompt is never cut. Pairs are dropped, and counted, when:
       dropped_no_answer  the prompt leaves no room for a single scored answer token within max_len;
       dropped_identical  chosen and rejected are the same tokens (as written, or once cut to max_len), which
-                         gives no preference to learn.
+                         gives no preference to learn;
+      dropped_template   the chat template cannot render the pair turn by turn, or refuses it.
     truncated counts the kept pairs with at least one answer cut.
     """
 
     def __init__(self, pairs: list[Pair], tokenizer, max_len: int, language: str = "ko",
-                 without_prompt: bool = False, source: str = "--dataset"):
+                 without_prompt: bool = False, *, template: ChatTemplate | None = None, source: str = "--dataset"):
         self.items: list[tuple[list[int], list[int], list[int]]] = []  # prompt, chosen answer, rejected answer
-        self.truncated = self.dropped_no_answer = self.dropped_identical = 0
+        self.truncated = self.dropped_no_answer = self.dropped_identical = self.dropped_template = 0
         for p in pairs:
-            text = build_prompt(p.prompt, "", language, without_prompt=without_prompt or not p.templated)
-            prompt_ids = encode_prompt(tokenizer, text) if text else []
+            try:
+                prompt_ids, *answers = encode_pair(p, tokenizer, template=template, language=language,
+                                                   without_prompt=without_prompt)
+            except RowError:
+                self.dropped_template += 1
+                continue
             room = max_len - len(prompt_ids)
-            answers = [encode_response(tokenizer, p.chosen), encode_response(tokenizer, p.rejected)]
             if any(scored_tokens(len(prompt_ids), min(len(a), room)) < 1 for a in answers):
                 self.dropped_no_answer += 1
                 continue
@@ -65,7 +71,7 @@ class DPODataset(torch.utils.data.Dataset):
 
     @property
     def dropped(self) -> int:
-        return self.dropped_no_answer + self.dropped_identical
+        return self.dropped_no_answer + self.dropped_identical + self.dropped_template
 
     def __len__(self) -> int:
         return len(self.items)
@@ -103,6 +109,19 @@ class DPODataset(torch.utils.data.Dataset):
     def reference_logps(self) -> torch.Tensor | None:
         """(N, 2) float32 of chosen, rejected reference log-probs (nan where not set yet), e.g. to save them."""
         return self._ref
+
+    def state_dict(self) -> dict:
+        """The reference log-probs once complete (what a checkpoint keeps, so a resume need not recompute them)."""
+        return {"reference_logps": self._ref.clone()} if self._ref_complete else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        table = state.get("reference_logps")
+        if table is None:
+            return
+        if table.shape != (len(self.items), 2):
+            raise UserError(f"the checkpoint's reference log-probs cover {table.shape[0]} pairs, this data has "
+                            f"{len(self.items)}; resume with the data the run started with")
+        self.set_reference_logps(torch.arange(len(self.items)), table[:, 0], table[:, 1])
 
 
 class DPOCollator:
