@@ -1,4 +1,4 @@
-"""Print what each stage of a run produced: `python -m coati.summary outputs/sft outputs/rm outputs/ppo`."""
+"""Print what each stage of a run produced: `python -m coati.summary outputs/sft outputs/rm outputs/ppo outputs/dpo`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def describe(folder: str) -> str:
                 f"KL {train[-1]['kl']:.3f}")
         if evals:
             text += f"; held-out reward {evals[-1]['reward_before']:+.3f} -> {evals[-1]['reward']:+.3f}"
+    elif "chosen_reward" in train[-1]:
+        text = f"DPO  {train[-1]['step']} steps: loss {train[0]['loss']:.4f} -> {train[-1]['loss']:.4f}"
+        if evals:
+            text += (f", held-out accuracy {evals[0]['eval_accuracy']:.3f} -> {evals[-1]['eval_accuracy']:.3f}, "
+                     f"margin {evals[-1]['eval_margin']:.3f}")
     elif "acc" in train[-1]:
         text = f"RM   {train[-1]['step']} steps: loss {train[-1]['loss']:.4f}"
         if evals:
