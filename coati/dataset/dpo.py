@@ -65,7 +65,8 @@ class DPODataset(torch.utils.data.Dataset):
         if not self.items:
             raise UserError(f"{source}: no usable preference pair within --max_len {max_len} "
                             f"({self.dropped_no_answer} left no room for an answer, {self.dropped_identical} had "
-                            "identical answers); raise --max_len or check the data")
+                            f"identical answers, {self.dropped_template} the chat template could not render); "
+                            "raise --max_len or check the data")
         self._ref: torch.Tensor | None = None  # (N, 2) float32: chosen, rejected; nan until set
         self._ref_complete = False
 
