@@ -521,3 +521,127 @@ def test_precomputed_reference_gives_the_same_losses(tiny_models, tokenizer):
     with pytest.raises(ValueError, match="dpo needs a reference model"):
         _trainer(AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer)), None, loss_type="dpo").train_step(
             [DPOCollator(tokenizer.pad_token_id)([{k: v for k, v in ds[0].items() if "ref" not in k}])])
+
+
+# --- train_dpo.py end to end ---------------------------------------------------------------------
+
+WORDS = ["사과", "바다", "여행", "음악", "축구", "커피", "도서관", "한글", "산책", "요리"]
+RANKING = [{"prompt": f"{w}에 대해 알려 주세요.", "completion_0": f"{w}은 정말 좋습니다. 자세히 설명해 드릴게요.",
+            "completion_1": "몰라요.", "completion_2": f"{w}? 글쎄요.", "ranking": [0, 2, 1]} for w in WORDS]
+TRAIN_KEYS = {"loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "chosen_logp", "rejected_logp", "lr"}
+
+
+def dpo_args(tiny_models, tmp_path, *extra, family="gpt2"):
+    from conftest import write_json
+
+    return ["train_dpo.py", "--strategy", "naive", "--model", family, "--pretrain", tiny_models(family),
+            "--dataset", write_json(tmp_path / "ranking.json", RANKING), "--eval_split", "0.2", "--batch_size", "4",
+            "--lr", "2e-3", "--warmup_ratio", "0", "--max_len", "64", *extra]
+
+
+def records(folder) -> tuple[list[dict], list[dict]]:
+    import json
+
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "split" not in r], [r for r in rows if r.get("split") == "eval"]
+
+
+def test_train_dpo_writes_a_model_folder_metrics_plot_and_summary(tiny_models, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, run_script
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "dpo"
+    res = run_script(dpo_args(tiny_models, tmp_path, "--max_epochs", "4", "--precompute_ref", "--eval_interval",
+                              "6", "--save_path", str(out)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "[dpo] 24 training pairs from 8 rows, 6 eval pairs" in res.stderr
+    train, evals = records(out)
+    assert len(train) == 24 and all(TRAIN_KEYS <= set(r) for r in train)
+    assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)  # the policy starts as its reference
+    # evaluated before the first step, every 6 steps and at the end
+    assert [r["step"] for r in evals] == [0, 6, 12, 18, 24]
+    assert all({"eval_loss", "eval_accuracy", "eval_margin"} <= set(r) for r in evals)
+    assert (evals[0]["eval_loss"], evals[0]["eval_accuracy"]) == (pytest.approx(math.log(2.0), abs=1e-6), 0.0)
+    assert evals[-1]["eval_accuracy"] >= 0.8 and evals[-1]["eval_margin"] > 0 and evals[-1]["eval_loss"] < 0.6
+    for name in ("args.json", "dpo.png", "model.safetensors", "tokenizer.json"):
+        assert (out / name).exists(), name
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert model.config.vocab_size >= len(tok)
+    summary = subprocess.run([sys.executable, "-m", "coati.summary", str(out)], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert f"DPO  24 steps: loss {train[0]['loss']:.4f} -> {train[-1]['loss']:.4f}, held-out accuracy 0.000 -> " \
+           f"{evals[-1]['eval_accuracy']:.3f}, margin {evals[-1]['eval_margin']:.3f}" in summary
+
+
+@pytest.mark.parametrize("loss_type,extra", [("ipo", ["--beta", "0.5"]), ("simpo", ["--beta", "2"]),
+                                             ("orpo", ["--orpo_alpha", "0.5"])])
+def test_other_loss_types_learn(tiny_models, tmp_path, loss_type, extra):
+    from conftest import run_script
+
+    out = tmp_path / loss_type
+    res = run_script(dpo_args(tiny_models, tmp_path, "--loss_type", loss_type, "--max_epochs", "3",
+                              "--save_path", str(out), *extra))
+    assert res.returncode == 0, res.stderr[-3000:]
+    train, evals = records(out)
+    assert sum(r["loss"] for r in train[-3:]) < sum(r["loss"] for r in train[:3])
+    assert evals[-1]["eval_accuracy"] > evals[0]["eval_accuracy"]
+    assert (out / "dpo.png").exists()
+
+
+def _in_process(argv, monkeypatch) -> int:
+    """Run train_dpo.main here, counting the causal LMs it loads; the signal handlers it installs go away."""
+    import signal
+
+    import train_dpo
+    from coati.models import loading
+
+    loads = []
+    real = loading.load_causal_lm
+    monkeypatch.setattr(loading, "load_causal_lm", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        train_dpo.main(train_dpo.parse_args(argv[1:]))
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return len(loads)
+
+
+def test_lora_loads_one_model_and_saves_it_merged(tiny_models, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    argv = dpo_args(tiny_models, tmp_path, "--lora_rank", "4", "--lr", "1e-2", "--max_epochs", "2",
+                    "--save_path", str(out), family="llama")
+    assert _in_process(argv, monkeypatch) == 1  # the reference is the policy with its adapters off
+    assert not (out / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_models("llama")).state_dict()
+    assert not any("lora" in k for k in merged)
+    assert max(float((merged[k] - base[k]).abs().max()) for k in base) > 1e-4  # the adapters were merged in
+    train, evals = records(out)
+    assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    assert evals[-1]["eval_accuracy"] > 0.5
+
+
+def test_precomputed_reference_travels_in_checkpoints(tiny_models, tmp_path, monkeypatch):
+    """With --precompute_ref a checkpoint keeps the table: a resumed run loads no reference model and ends on
+    the weights of the run it continues."""
+    from safetensors.torch import load_file
+
+    argv = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "2", "--save_interval", "4")
+    assert _in_process([*argv, "--save_path", str(tmp_path / "full")], monkeypatch) == 2  # policy, reference
+    ckpt = tmp_path / "full" / "checkpoint-4"
+    table = torch.load(ckpt / "state-reference-train.pt", weights_only=True)["reference_logps"]
+    assert table.shape == (24, 2) and bool(torch.isfinite(table).all()) and bool((table < 0).all())
+    assert (ckpt / "state-reference-eval.pt").exists()
+    loads = _in_process([*argv, "--save_path", str(tmp_path / "resumed"), "--resume_from", str(ckpt)],
+                        monkeypatch)
+    assert loads == 1  # the policy only
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    full, resumed = records(tmp_path / "full")[0], records(tmp_path / "resumed")[0]
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full[4:]], abs=1e-6)
