@@ -66,6 +66,9 @@ def check_args(args) -> None:
         raise UserError("--batch_size, --max_input_len and --max_len must be positive")
     check_sampling(args, greedy=args.samples == 0)
     check_chat_template_flag(args.chat_template)
+    if len(set(args.model_path)) < len(args.model_path):
+        raise UserError("--model_path names a folder twice; give each model once (a copy of the folder compares a "
+                        "model with itself)")
     for path in args.model_path:
         check_model_source(path, "--model_path")
         check_model_role(path, "--model_path", scorer=False)
