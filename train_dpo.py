@@ -142,9 +142,12 @@ def main(args) -> dict:
     logger = open_run_log(args, "dpo", strategy, resumed)
 
     reference = None
+    same_weights = not args.ref_model or os.path.abspath(args.ref_model) == os.path.abspath(args.pretrain)
     if with_reference and not (args.precompute_ref and train_set.has_reference_logps()):
-        if args.lora_rank > 0:
-            reference = model  # the same weights with the adapters off: no second copy
+        if args.lora_rank > 0 or (args.precompute_ref and same_weights and resumed is None):
+            # the reference is the policy's own weights: with LoRA the adapters go off for its passes; without,
+            # the precompute pass runs before the first step changes them. No second copy either way.
+            reference = model
         else:
             ref = load_causal_lm(args.ref_model or args.pretrain, family, tokenizer, args.dtype,
                                  args.trust_remote_code)
@@ -154,7 +157,7 @@ def main(args) -> dict:
             plain = strategy.dataloader(loader.dataset, args.batch_size, collate, shuffle=False)
             precompute_reference_logps(strategy=strategy, reference=reference, policy=model, loader=plain)
         reference = None
-        gc.collect()  # the reference model's memory goes back before training starts
+        gc.collect()  # a separate reference model's memory goes back before training starts
 
     beta = args.orpo_alpha if args.loss_type == "orpo" else args.beta
     trainer = DPOTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,

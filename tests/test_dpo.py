@@ -489,8 +489,12 @@ def test_lora_reference_is_the_policy_with_adapters_off(tiny_models, tokenizer):
     with torch.no_grad():
         policy, _ = model(batch["input_ids"], batch["attention_mask"], batch["labels"])
     assert (policy - expected).abs().max() > 1e-3  # the adapters did move the policy
-    with pytest.raises(ValueError, match="only with LoRA adapters"):
-        reference_logps(strategy, base, base, batch)
+    # without adapters the policy is its own reference before training only (the precompute pass)
+    plain = AnswerLogProbs(_lm(tiny_models, "llama", tokenizer)).train()
+    torch.testing.assert_close(reference_logps(strategy, plain, plain, batch), expected, atol=1e-5, rtol=1e-5)
+    assert plain.training
+    with pytest.raises(ValueError, match="its own reference during training only with LoRA adapters"):
+        _trainer(plain, plain, loss_type="dpo")
 
 
 def test_precomputed_reference_gives_the_same_losses(tiny_models, tokenizer):
@@ -572,7 +576,7 @@ def test_train_dpo_writes_a_model_folder_metrics_plot_and_summary(tiny_models, t
     assert model.config.vocab_size >= len(tok)
     summary = subprocess.run([sys.executable, "-m", "coati.summary", str(out)], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
-    assert f"DPO  24 steps: loss {train[0]['loss']:.4f} -> {train[-1]['loss']:.4f}, held-out accuracy 0.000 -> " \
+    assert f"DPO  24 steps: held-out loss 0.6931 -> {evals[-1]['eval_loss']:.4f}, accuracy 0.000 -> " \
            f"{evals[-1]['eval_accuracy']:.3f}, margin {evals[-1]['eval_margin']:.3f}" in summary
 
 
@@ -589,25 +593,32 @@ def test_other_loss_types_learn(tiny_models, tmp_path, loss_type, extra):
     assert sum(r["loss"] for r in train[-3:]) < sum(r["loss"] for r in train[:3])
     assert evals[-1]["eval_accuracy"] > evals[0]["eval_accuracy"]
     assert (out / "dpo.png").exists()
+    from coati.summary import describe
+
+    assert describe(str(out)).startswith(f"DPO  {train[-1]['step']} steps ({loss_type}): held-out loss "
+                                         f"{evals[0]['eval_loss']:.4f} -> {evals[-1]['eval_loss']:.4f}")
 
 
-def _in_process(argv, monkeypatch) -> int:
-    """Run train_dpo.main here, counting the causal LMs it loads; the signal handlers it installs go away."""
+def _in_process(argv, monkeypatch) -> tuple[int, int]:
+    """Run train_dpo.main here; returns (causal LMs loaded, reference passes made before training). The signal
+    handlers it installs go away."""
     import signal
 
     import train_dpo
     from coati.models import loading
+    from coati.trainer import dpo as trainer_dpo
 
-    loads = []
-    real = loading.load_causal_lm
+    loads, passes = [], []
+    real, real_pass = loading.load_causal_lm, trainer_dpo.precompute_reference_logps
     monkeypatch.setattr(loading, "load_causal_lm", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(trainer_dpo, "precompute_reference_logps", lambda **k: passes.append(1) or real_pass(**k))
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         train_dpo.main(train_dpo.parse_args(argv[1:]))
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
-    return len(loads)
+    return len(loads), len(passes)
 
 
 def test_lora_loads_one_model_and_saves_it_merged(tiny_models, tmp_path, monkeypatch):
@@ -616,7 +627,7 @@ def test_lora_loads_one_model_and_saves_it_merged(tiny_models, tmp_path, monkeyp
     out = tmp_path / "lora"
     argv = dpo_args(tiny_models, tmp_path, "--lora_rank", "4", "--lr", "1e-2", "--max_epochs", "2",
                     "--save_path", str(out), family="llama")
-    assert _in_process(argv, monkeypatch) == 1  # the reference is the policy with its adapters off
+    assert _in_process(argv, monkeypatch) == (1, 0)  # the reference is the policy with its adapters off
     assert not (out / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
     base = AutoModelForCausalLM.from_pretrained(tiny_models("llama")).state_dict()
@@ -628,20 +639,27 @@ def test_lora_loads_one_model_and_saves_it_merged(tiny_models, tmp_path, monkeyp
 
 
 def test_precomputed_reference_travels_in_checkpoints(tiny_models, tmp_path, monkeypatch):
-    """With --precompute_ref a checkpoint keeps the table: a resumed run loads no reference model and ends on
-    the weights of the run it continues."""
+    """With --precompute_ref a checkpoint keeps the table: a resumed run makes no reference pass and ends on the
+    weights of the run it continues. A separate --ref_model is loaded for the pass and freed."""
     from safetensors.torch import load_file
 
     argv = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "2", "--save_interval", "4")
-    assert _in_process([*argv, "--save_path", str(tmp_path / "full")], monkeypatch) == 2  # policy, reference
+    # one model: the policy, still equal to --pretrain, makes the pass over the train and eval pairs
+    assert _in_process([*argv, "--save_path", str(tmp_path / "full")], monkeypatch) == (1, 2)
     ckpt = tmp_path / "full" / "checkpoint-4"
     table = torch.load(ckpt / "state-reference-train.pt", weights_only=True)["reference_logps"]
     assert table.shape == (24, 2) and bool(torch.isfinite(table).all()) and bool((table < 0).all())
     assert (ckpt / "state-reference-eval.pt").exists()
-    loads = _in_process([*argv, "--save_path", str(tmp_path / "resumed"), "--resume_from", str(ckpt)],
-                        monkeypatch)
-    assert loads == 1  # the policy only
+    assert _in_process([*argv, "--save_path", str(tmp_path / "resumed"), "--resume_from", str(ckpt)],
+                       monkeypatch) == (1, 0)  # no reference pass: the table came back with the checkpoint
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
     full, resumed = records(tmp_path / "full")[0], records(tmp_path / "resumed")[0]
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full[4:]], abs=1e-6)
+    other = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "1", "--ref_model",
+                     tiny_models("gpt2") + "/", "--save_path", str(tmp_path / "ref"))
+    assert _in_process(other, monkeypatch) == (1, 2)  # the same folder spelled otherwise is still --pretrain
+    other = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "1", "--ref_model",
+                     str(tmp_path / "full"), "--save_path", str(tmp_path / "ref2"))
+    assert _in_process(other, monkeypatch) == (2, 2)
+    assert records(tmp_path / "ref2")[0][0]["loss"] != pytest.approx(math.log(2.0), abs=1e-3)

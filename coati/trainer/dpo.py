@@ -3,6 +3,8 @@ answer log-probs against a frozen reference's (or none), on the shared epoch loo
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from coati.losses import DEFAULT_SIMPO_GAMMA, REFERENCE_FREE_LOSSES, preference_loss
@@ -22,19 +24,18 @@ def needs_reference(loss_type: str) -> bool:
 def reference_logps(strategy, reference, policy, batch: dict) -> torch.Tensor:
     """(2B,) summed answer log-probs of a pair batch under the reference, as a plain tensor (no gradient).
 
-    reference is a frozen model (AnswerLogProbs around it), or the policy itself: then its LoRA adapters are
-    switched off for the pass, and dropout too, so the reference is the base weights, never a second copy."""
+    reference is a frozen model (AnswerLogProbs around it), or the policy itself, run in eval mode: with LoRA its
+    adapters are switched off for the pass, so the reference is the base weights, never a second copy; without
+    LoRA the policy is the reference only before its first step (the precompute pass, from --pretrain)."""
     args = (batch["input_ids"], batch["attention_mask"], batch["labels"])
     with strategy.rollout_mode():
         if reference is policy:
             inner = strategy.unwrap(policy)
             peft = peft_wrapper(inner)
-            if peft is None:
-                raise ValueError("the policy is its own reference only with LoRA adapters to switch off")
             training = inner.training
             inner.eval()
             try:
-                with peft.disable_adapter():
+                with peft.disable_adapter() if peft is not None else contextlib.nullcontext():
                     logps, _ = inner(*args)
             finally:
                 inner.train(training)
@@ -79,6 +80,9 @@ class DPOTrainer:
                  max_epochs: int = 1, max_grad_norm: float = 1.0, logger=None, log_interval: int = 1,
                  eval_interval: int = 0, checkpointer=None, skip_nonfinite: bool = False):
         self.strategy, self.model, self.optimizer, self.scheduler = strategy, model, optimizer, scheduler
+        if ref_model is model and peft_wrapper(strategy.unwrap(model)) is None:
+            raise ValueError("the policy is its own reference during training only with LoRA adapters to switch "
+                             "off; give a frozen reference model, or precomputed reference log-probs")
         self.ref_model = ref_model
         self.train_loader, self.eval_loader = train_loader, eval_loader
         self.loss_kwargs = dict(loss_type=loss_type, beta=beta, label_smoothing=label_smoothing,
