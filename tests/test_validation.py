@@ -90,6 +90,9 @@ def test_inconsistent_ranking_rows(tmp_path, gpt2):
     data = write_json(tmp_path / "rm.json", rows)
     res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
                       "--dataset", data, "--save_path", str(tmp_path / "rm")], timeout=120)
+    _refused(res, "row 0", "'ranking' [0, 0] is not an order of the completions 0..1")
+    res = run_script(["train_reward_model.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
+                      "--dataset", data, "--save_path", str(tmp_path / "rm"), "--ranking_order", "ranks"], timeout=120)
     _refused(res, "row 0", "same rank")
 
 
