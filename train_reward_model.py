@@ -6,11 +6,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from coati.cli import add_preference_data_args, base_parser, check_common
-from coati.errors import UserError, exit_on_user_error
+from coati.cli import (
+    add_preference_data_args,
+    base_parser,
+    check_common,
+    print_preference_reports,
+    read_preference_data,
+)
+from coati.errors import exit_on_user_error
 
 
 def parse_args(argv: list[str] | None = None):
@@ -31,8 +36,6 @@ def parse_args(argv: list[str] | None = None):
 
 @exit_on_user_error
 def main(args) -> dict:
-    from coati.dataset.io import ReadReport, load_rows
-    from coati.dataset.preference import PairKeys, rows_to_pairs, split_rows
     from coati.models.loading import check_model_source
     from coati.models.registry import resolve_family
     from coati.models.value import is_legacy_file
@@ -40,35 +43,14 @@ def main(args) -> dict:
     # Everything the user can get wrong is checked before a model is loaded.
     check_common(args)
     check_model_source(args.model_path, "--model_path")
-    if not 0 <= args.eval_split < 1:
-        raise UserError(f"--eval_split must be in [0, 1), got {args.eval_split}")
     legacy = is_legacy_file(args.model_path)
     start_from = args.model_path if args.model_path and not legacy else args.pretrain
     family = resolve_family(args.model, start_from)
-    keys = PairKeys(args.prompt_str, args.chosen_str, args.rejected_str)
-    rows = load_rows(args.dataset, args.max_datasets_size, args.subset)
-    if args.eval_dataset:
-        eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset", subset=args.subset,
-                              split="test" if not os.path.exists(args.eval_dataset) else "train")
-    else:
-        rows, eval_rows = split_rows(rows, args.eval_split, args.seed)
-    reports = [ReadReport(f"--dataset {args.dataset}")]
-    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset, args.ranking_order, reports[0])
-    eval_pairs = []
-    if eval_rows:
-        reports.append(ReadReport(f"--eval_dataset {args.eval_dataset}" if args.eval_dataset else
-                                  f"--dataset {args.dataset} (held out by --eval_split)"))
-        eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset,
-                                   args.ranking_order, reports[1])
+    train_pairs, eval_pairs, reports = read_preference_data(args)
 
     from coati.checkpoint import Checkpointer
     from coati.dataset.chat import choose_chat_template, set_chat_template
-    from coati.dataset.preference import (
-        PairCollator,
-        PreferenceDataset,
-        pairs_are_conversations,
-        ranking_order_note,
-    )
+    from coati.dataset.preference import PairCollator, PreferenceDataset, pairs_are_conversations
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
     from coati.optim import cosine_schedule
@@ -86,12 +68,7 @@ def main(args) -> dict:
     eval_set = PreferenceDataset(eval_pairs, tokenizer, args.max_len, source=reports[-1].source, **data) \
         if eval_pairs else None
     if strategy.is_rank0:
-        if reports[0].format == "ranking":
-            print(f"[rm] {ranking_order_note(args.ranking_order)}", file=sys.stderr)
-        for report in reports + [ds.report for ds in filter(None, (train_set, eval_set))]:
-            print(f"[rm] {report.summary()}", file=sys.stderr)
-        if template is not None:
-            print(f"[rm] chat template: {template.name}", file=sys.stderr)
+        print_preference_reports("rm", args, reports, [train_set, eval_set], template)
 
     hf = load_sequence_scorer(start_from, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
     if legacy:

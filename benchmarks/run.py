@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --out benchmarks/results                     # 3 interleaved repeats, ~15 min on 2 cores
     python benchmarks/run.py --repeats 1 --stages sft --models gpt2       # a quick look
+    python benchmarks/run.py --stages dpo,dpo_pre --models gpt2           # DPO, reference live and precomputed
 
 Needs TRL in a venv of its own (benchmarks/requirements.txt says how); --python names its interpreter, and both
 sides run under it, so they share one torch/transformers build. Every measurement is its own subprocess
@@ -35,8 +36,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV_PYTHON = "/root/.cache/coati-bench/venv/bin/python"
-TARGETS = {"sft": 1.0, "rm": 1.0, "ppo": 1.5}  # ours/TRL throughput the issue asks for
-STAGE_NAMES = {"sft": "SFT", "rm": "RM", "ppo": "PPO episode"}
+TARGETS = {"sft": 1.0, "rm": 1.0, "ppo": 1.5, "dpo": 1.3, "dpo_pre": 1.3}  # ours/TRL throughput the issues ask for
+STAGE_NAMES = {"sft": "SFT", "rm": "RM", "ppo": "PPO episode", "dpo": "DPO", "dpo_pre": "DPO, precomputed ref"}
 PHASES = ("generation", "scoring", "training", "other")  # workloads.PPOPhases
 WORK_FLAGS = ("batch_size", "max_len", "episodes", "rollout_batch", "collect_steps", "ppo_epochs", "response_len",
               "threads")
@@ -312,7 +313,8 @@ def markdown(rows: list[dict], a, info: dict) -> str:
                 out += ["", "On a CPU-only machine the 'device' is the CPU, so --offload_frozen moves nothing and "
                             "can save nothing: this row shows its cost only. Its saving is accelerator memory."]
     work = (f"Work per run: SFT {a.sft_steps} steps x batch {a.batch_size}; RM {a.rm_steps} steps x "
-            f"{a.batch_size} pairs; PPO {a.episodes} episodes x ({a.collect_steps} x {a.rollout_batch} prompts, "
+            f"{a.batch_size} pairs (DPO: the same pairs, beta 0.1, sigmoid loss); PPO {a.episodes} episodes x "
+            f"({a.collect_steps} x {a.rollout_batch} prompts, "
             f"{a.response_len} response tokens each, {a.ppo_epochs} PPO epochs over minibatches of "
             f"{a.batch_size * 2}); max_len {a.max_len}; fp32; "
             + ("one process." if a.nproc == 1 else f"{a.nproc} processes (the batch sizes are per process; samples "

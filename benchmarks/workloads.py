@@ -6,14 +6,16 @@ run alone:
     python benchmarks/workloads.py setup --work DIR [--sft_rows 80 ...]      # models and data, once
     python benchmarks/workloads.py run --work DIR --side ours --stage sft --model gpt2
     python benchmarks/workloads.py run --work DIR --side trl  --stage ppo --model gptneox
+    python benchmarks/workloads.py run --work DIR --side ours --stage dpo_pre --model gpt2   # --precompute_ref
 
 `run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps, the
 process's peak RSS and, for PPO, the loop's time by phase (`PPOPhases`). With --count_flops, also the span's
 matmul and attention FLOPs (`flop_counter`); that run's times are then not measurements. What "the training
 loop" is, per side:
 
-  ours  wall time of the trainer's fit() (SFTTrainer / RewardModelTrainer / PPOTrainer), wrapped here; model
-        loading, tokenisation, and the final save happen outside it and are not counted.
+  ours  wall time of the trainer's fit() (SFTTrainer / RewardModelTrainer / PPOTrainer / DPOTrainer), wrapped
+        here; model loading, tokenisation, DPO's reference precompute pass and the final save happen outside it
+        and are not counted.
   trl   time between the Trainer callbacks on_train_begin and on_train_end (the same span: the optimisation loop,
         after model loading, dataset tokenisation and accelerate's prepare).
 
@@ -370,6 +372,24 @@ def ours_ppo(a) -> dict:
     return dict(**clock.figures(phases), steps=len(out["history"]), **seen)
 
 
+def ours_dpo(a, precompute: bool = False) -> dict:
+    import train_dpo
+    from coati.trainer.dpo import DPOTrainer
+
+    clock, seen = Clock(), {}
+
+    def count(t):
+        items = t.train_loader.dataset.items  # (prompt, chosen answer, rejected answer) token lists
+        seen.update(samples=len(items), tokens=sum(2 * len(p) + len(c) + len(r) for p, c, r in items))
+
+    time_method(DPOTrainer, "fit", clock, before=count)
+    argv = common_ours(a) + ["--dataset", os.path.join(a.work, "rm_ours.json"), "--data_format", "pairs",
+                             "--eval_split", "0", "--batch_size", str(a.batch_size), "--max_epochs", "1",
+                             "--lr", "5e-7", "--loss_type", "dpo", "--beta", "0.1", "--log_interval", "1"]
+    out = train_dpo.main(train_dpo.parse_args(argv + (["--precompute_ref"] if precompute else [])))
+    return dict(**clock.figures(), steps=out["steps"], **seen)
+
+
 # -- TRL ------------------------------------------------------------------------------------------------------
 def trl_common(a) -> dict:
     # TRL defaults bf16=True and gradient_checkpointing=True; the comparison is fp32 without checkpointing.
@@ -498,8 +518,40 @@ def trl_ppo(a) -> dict:
     return dict(**clock.figures(phases), steps=trainer.state.global_step, **seen)
 
 
-RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): ours_ppo,
-        ("trl", "sft"): trl_sft, ("trl", "rm"): trl_rm, ("trl", "ppo"): trl_ppo}
+def trl_dpo(a, precompute: bool = False) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    clock = Clock()
+    with open(os.path.join(a.work, "rm_trl.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    path = os.path.join(a.work, f"model-{a.model}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    # Precomputing, TRL scores the pairs with the policy before its first step, as coati does: no second model.
+    ref = None if precompute else AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    cfg = DPOConfig(max_length=a.max_len, per_device_train_batch_size=a.batch_size, learning_rate=5e-7, beta=0.1,
+                    loss_type=["sigmoid"], precompute_ref_log_probs=precompute,
+                    max_steps=-(-len(rows) // (a.batch_size * world_size())), **trl_common(a))
+    trainer = DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=Dataset.from_list(rows),
+                         processing_class=trl_tokenizer(a), callbacks=[span_callback(clock)])
+    ds = trainer.train_dataset
+    tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"],
+                                                                  ds["rejected_ids"]))
+    trainer.train()
+    return dict(**clock.figures(), steps=trainer.state.global_step, samples=len(ds), tokens=tokens)
+
+
+def _precomputed(fn):
+    return lambda a: fn(a, precompute=True)
+
+
+# "dpo": the reference model runs beside the policy at every step; "dpo_pre": its log-probs are computed in one
+# pass before training (--precompute_ref, TRL's precompute_ref_log_probs), outside the timed span on both sides.
+RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): ours_ppo, ("ours", "dpo"): ours_dpo,
+        ("ours", "dpo_pre"): _precomputed(ours_dpo),
+        ("trl", "sft"): trl_sft, ("trl", "rm"): trl_rm, ("trl", "ppo"): trl_ppo, ("trl", "dpo"): trl_dpo,
+        ("trl", "dpo_pre"): _precomputed(trl_dpo)}
 
 
 def add_work_args(p: argparse.ArgumentParser) -> None:
@@ -523,7 +575,7 @@ def main(argv=None) -> None:
     r.add_argument("--work", required=True)
     r.add_argument("--scratch", required=True, help="this run's output folder (deleted by the caller)")
     r.add_argument("--side", choices=("ours", "trl"), required=True)
-    r.add_argument("--stage", choices=("sft", "rm", "ppo"), required=True)
+    r.add_argument("--stage", choices=("sft", "rm", "ppo", "dpo", "dpo_pre"), required=True)
     r.add_argument("--model", choices=MODELS, required=True)
     r.add_argument("--offload", action="store_true", help="coati PPO with --offload_frozen")
     r.add_argument("--grad_ckpt", action="store_true", help="coati SFT with --grad_checkpoint")

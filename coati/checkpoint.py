@@ -107,13 +107,19 @@ class Checkpointer:
 
     Also catches SIGTERM/SIGINT: the trainer asks `stop_requested()` at each step boundary, and all
     ranks agree on the answer so they stop at the same step.
+
+    states: anything else a run must not recompute on resume (DPO's precomputed reference log-probs): objects
+    with state_dict() -> dict of tensors and load_state_dict(dict), the same on every rank; rank 0 writes
+    state-<name>.pt and every rank loads it.
     """
 
     def __init__(self, strategy, save_path: str, *, interval: int = 0, max_checkpoints: int | None = None,
-                 models: dict | None = None, optimizers: dict | None = None, schedulers: dict | None = None):
+                 models: dict | None = None, optimizers: dict | None = None, schedulers: dict | None = None,
+                 states: dict | None = None):
         self.strategy, self.save_path, self.interval = strategy, save_path, interval
         self.max_checkpoints = max_checkpoints
         self.models, self.optimizers, self.schedulers = models or {}, optimizers or {}, schedulers or {}
+        self.states = {k: v for k, v in (states or {}).items() if v is not None}
         self._signal: str | None = None
         self._install_handlers()
 
@@ -173,6 +179,8 @@ class Checkpointer:
         torch.save(_rng_state(), os.path.join(tmp, f"rng.rank{s.rank}.pt"))
         if s.is_rank0:
             torch.save({k: v.state_dict() for k, v in self.schedulers.items()}, os.path.join(tmp, "schedulers.pt"))
+            for name, obj in self.states.items():
+                torch.save(obj.state_dict(), os.path.join(tmp, f"state-{name}.pt"))
             write_json(os.path.join(tmp, "trainer_state.json"), {**trainer_state, "world_size": s.world_size})
         s.barrier()
         if s.is_rank0:
@@ -208,6 +216,10 @@ class Checkpointer:
         scheds = torch.load(os.path.join(path, "schedulers.pt"), weights_only=True)
         for name, sched in self.schedulers.items():
             sched.load_state_dict(scheds[name])
+        for name, obj in self.states.items():
+            file = os.path.join(path, f"state-{name}.pt")
+            if os.path.isfile(file):  # a checkpoint written before the state existed has none to restore
+                obj.load_state_dict(torch.load(file, weights_only=True))
         _set_rng_state(torch.load(os.path.join(path, f"rng.rank{s.rank}.pt"), weights_only=True))
         if s.is_rank0:  # said aloud: under --resume_from auto, starting fresh and resuming look alike otherwise
             print(f"[coati] resuming from {path} (step {state.get('global_step')})", file=sys.stderr)

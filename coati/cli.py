@@ -156,6 +156,49 @@ def add_preference_data_args(p: argparse.ArgumentParser) -> argparse.ArgumentPar
     return p
 
 
+
+def read_preference_data(args: argparse.Namespace) -> tuple[list, list, list]:
+    """(train pairs, eval pairs, read reports) of the stages that take add_preference_data_args: --dataset,
+    and --eval_dataset or else the --eval_split share of --dataset's rows, held out before any pair is made."""
+    from coati.dataset.io import ReadReport, load_rows
+    from coati.dataset.preference import PairKeys, rows_to_pairs, split_rows
+
+    if not 0 <= args.eval_split < 1:
+        raise UserError(f"--eval_split must be in [0, 1), got {args.eval_split}")
+    keys = PairKeys(args.prompt_str, args.chosen_str, args.rejected_str)
+    rows = load_rows(args.dataset, args.max_datasets_size, args.subset)
+    if args.eval_dataset:
+        eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset", subset=args.subset,
+                              split="test" if not os.path.exists(args.eval_dataset) else "train")
+    else:
+        rows, eval_rows = split_rows(rows, args.eval_split, args.seed)
+    reports = [ReadReport(f"--dataset {args.dataset}")]
+    train_pairs = rows_to_pairs(rows, args.data_format, keys, args.dataset, args.ranking_order, reports[0])
+    eval_pairs = []
+    if eval_rows:
+        reports.append(ReadReport(f"--eval_dataset {args.eval_dataset}" if args.eval_dataset else
+                                  f"--dataset {args.dataset} (held out by --eval_split)"))
+        eval_pairs = rows_to_pairs(eval_rows, args.data_format, keys, args.eval_dataset or args.dataset,
+                                   args.ranking_order, reports[1])
+    return train_pairs, eval_pairs, reports
+
+
+def print_preference_reports(stage: str, args: argparse.Namespace, reports: list, datasets: list,
+                             template) -> None:
+    """What a pair stage read (rows, pairs made, truncated and dropped, with reasons), the ranking order used
+    and the chat template in force; rank 0 calls it."""
+    import sys
+
+    from coati.dataset.preference import ranking_order_note
+
+    if reports[0].format == "ranking":
+        print(f"[{stage}] {ranking_order_note(args.ranking_order)}", file=sys.stderr)
+    for report in reports + [ds.report for ds in datasets if ds is not None]:
+        print(f"[{stage}] {report.summary()}", file=sys.stderr)
+    if template is not None:
+        print(f"[{stage}] chat template: {template.name}", file=sys.stderr)
+
+
 def check_sampling(args: argparse.Namespace, greedy: bool = False) -> None:
     """--max_new_tokens / --temperature / --top_k / --top_p of the scripts that sample (PPO, inference); greedy
     decoding reads only the first."""

@@ -1,4 +1,4 @@
-"""Print what each stage of a run produced: `python -m coati.summary outputs/sft outputs/rm outputs/ppo`."""
+"""Print what each stage of a run produced: `python -m coati.summary outputs/sft outputs/rm outputs/ppo outputs/dpo`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ def _records(folder: str) -> list[dict]:
         return []
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def _args(folder: str) -> dict:
+    path = os.path.join(folder, "args.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def describe(folder: str) -> str:
@@ -31,6 +39,17 @@ def describe(folder: str) -> str:
                 f"KL {train[-1]['kl']:.3f}")
         if evals:
             text += f"; held-out reward {evals[-1]['reward_before']:+.3f} -> {evals[-1]['reward']:+.3f}"
+    elif "chosen_reward" in train[-1]:
+        loss_type = _args(folder).get("loss_type", "dpo")
+        text = f"DPO  {train[-1]['step']} steps{'' if loss_type == 'dpo' else f' ({loss_type})'}: "
+        if evals:  # one step's loss is one batch's, and batches of pairs differ a lot: the held-out figures
+            text += (f"held-out loss {evals[0]['eval_loss']:.4f} -> {evals[-1]['eval_loss']:.4f}, accuracy "
+                     f"{evals[0]['eval_accuracy']:.3f} -> {evals[-1]['eval_accuracy']:.3f}, margin "
+                     f"{evals[-1]['eval_margin']:.3f}")
+        else:
+            k = max(1, len(train) // 4)
+            text += (f"loss {sum(r['loss'] for r in train[:k]) / k:.4f} -> "
+                     f"{sum(r['loss'] for r in train[-k:]) / k:.4f} (first and last quarter of the steps)")
     elif "acc" in train[-1]:
         text = f"RM   {train[-1]['step']} steps: loss {train[-1]['loss']:.4f}"
         if evals:

@@ -1,7 +1,7 @@
 """Run a few training steps of one stage under one strategy, checkpoint, resume, and record what the strategy
 tests compare. Models load in the run's --dtype, as the stage scripts load them.
 
-    python tests/strategy_worker.py --stage sft|rm|ppo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
+    python tests/strategy_worker.py --stage sft|rm|ppo|dpo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
         -- <flags of that stage's script>
 
 Under torchrun for the distributed strategies, plain python for naive. Every rank sees its share of the same
@@ -17,6 +17,9 @@ PPO: one rollout of the whole global prompt batch is made on every rank before t
 weights, so the same samples everywhere), with responses of a fixed length so that per-rank token means
 average to the global one; each rank then trains on its slice of every minibatch. The steps are the
 actor + critic updates of `PPOTrainer.train_step`, the loss recorded is policy loss + value loss.
+
+DPO: `DPOTrainer.train_step` with the reference computed on the fly (a frozen copy; with --lora_rank the policy
+with its adapters off), so the reference forward runs under every strategy too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import argparse
 import json
 import os
 import sys
+
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,15 +48,16 @@ def worker_args():
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     p = argparse.ArgumentParser()
-    p.add_argument("--stage", choices=("sft", "rm", "ppo"), default="sft")
+    p.add_argument("--stage", choices=("sft", "rm", "ppo", "dpo"), default="sft")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--resume_at", type=int, default=0, help="checkpoint after this step and resume from it (0: no)")
     p.add_argument("--cpu_shim", action="store_true", help="install tests/colossalai_cpu_shim.py first")
     p.add_argument("--cpu_offload", action="store_true", help="build_strategy(..., cpu_offload=True)")
-    p.add_argument("--micro", type=int, default=1, help="SFT: split each batch into this many accumulated micro-batches")
+    p.add_argument("--micro", type=int, default=1,
+                   help="SFT, DPO: split each batch into this many accumulated micro-batches")
     wargs = p.parse_args(argv[:split])
-    script = {"sft": "train_sft", "rm": "train_reward_model", "ppo": "train_prompts"}[wargs.stage]
+    script = {"sft": "train_sft", "rm": "train_reward_model", "ppo": "train_prompts", "dpo": "train_dpo"}[wargs.stage]
     return wargs, __import__(script).parse_args(argv[split + 1:])
 
 
@@ -118,6 +124,55 @@ class RM:
 
     def step(self, batch) -> float:
         return self.trainer.train_step([batch])["loss"]
+
+
+class DPO:
+    """Batches of preference pairs; `step` is one DPOTrainer step over `micro` accumulated micro-batches."""
+
+    def __init__(self, strategy, args, wargs):
+        from coati.dataset.dpo import DPOCollator, DPODataset
+        from coati.dataset.preference import PairKeys, rows_to_pairs
+
+        self.strategy, self.args, self.micro = strategy, args, wargs.micro
+        self.tok = load_tokenizer(args.pretrain, args.max_len)
+        pairs = rows_to_pairs(load_rows(args.dataset), args.data_format,
+                              PairKeys(args.prompt_str, args.chosen_str, args.rejected_str), args.dataset,
+                              args.ranking_order)
+        ds = DPODataset(pairs, self.tok, args.max_len, args.language)
+        loader = strategy.dataloader(ds, args.batch_size, DPOCollator(self.tok.pad_token_id))
+        strategy.set_epoch(loader, 0)
+        self.batches = list(loader)[:wargs.steps]
+
+    def build(self):
+        from coati.models.forward import AnswerLogProbs
+        from coati.models.loading import disable_dropout
+        from coati.trainer.dpo import DPOTrainer
+
+        args, strategy = self.args, self.strategy
+        family = resolve_family(args.model, args.pretrain)
+        policy = load_causal_lm(args.pretrain, family, self.tok, args.dtype)
+        disable_dropout(policy)
+        model, opt = strategy.prepare_train(AnswerLogProbs(apply_lora(policy, args.lora_rank, args.lora_alpha, 0.0)),
+                                            args.lr, args.weight_decay)
+        sched = cosine_schedule(opt, 8, args.warmup_ratio)
+        if args.lora_rank > 0:
+            ref = model
+        else:
+            frozen = load_causal_lm(args.pretrain, family, self.tok, args.dtype).requires_grad_(False)
+            ref = strategy.prepare(AnswerLogProbs(frozen).eval(), trainable=False)
+        self.trainer = DPOTrainer(strategy=strategy, model=model, optimizer=opt, scheduler=sched,
+                                  train_loader=[None], ref_model=ref, loss_type=args.loss_type, beta=args.beta,
+                                  sft_coef=args.sft_coef, max_grad_norm=args.max_grad_norm)
+        return {"model": model}, {"model": opt}, {"model": sched}
+
+    def step(self, batch) -> float:
+        # micro-batches of whole pairs: rows i and B + i stay together
+        b = len(batch["index"])
+        parts = []
+        for pairs in torch.arange(b).chunk(self.micro):
+            rows = torch.cat([pairs, pairs + b])
+            parts.append({k: v[pairs] if k == "index" or k.startswith("ref_") else v[rows] for k, v in batch.items()})
+        return self.trainer.train_step(parts)["loss"]
 
 
 class PPO:
@@ -192,7 +247,7 @@ def main() -> None:
     step = strategy.step
     strategy.step = lambda *a, **k: norms.append(step(*a, **k)) or norms[-1]  # record the returned norms
 
-    stage = {"sft": SFT, "rm": RM, "ppo": PPO}[wargs.stage](strategy, args, wargs)
+    stage = {"sft": SFT, "rm": RM, "ppo": PPO, "dpo": DPO}[wargs.stage](strategy, args, wargs)
     trained = "actor" if wargs.stage == "ppo" else "model"
 
     def run_steps(batches):

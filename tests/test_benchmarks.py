@@ -292,3 +292,24 @@ def test_gpu_checks_script_passes_only_flags_its_scripts_accept(tmp_path, monkey
     assert wrong.returncode == 2
     assert "unknown argument '--gpu'" in wrong.stderr
     assert not (tmp_path / "refused").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("stage", ["dpo", "dpo_pre"])
+def test_dpo_workload_runs_and_reports_pairs(tmp_path, stage):
+    """A tiny real run of coati's DPO measurement (reference live and precomputed); TRL's side too where trl is
+    importable. The figures are only checked to be counts of the work done."""
+    import importlib.util
+
+    work, env = tmp_path / "work", dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    script = os.path.join(ROOT, "benchmarks", "workloads.py")
+    subprocess.run([sys.executable, script, "setup", "--work", str(work), "--sft_rows", "4", "--rm_pairs", "6"],
+                   check=True, env=env, capture_output=True)
+    sides = ["ours"] + (["trl"] if importlib.util.find_spec("trl") else [])
+    for side in sides:
+        done = subprocess.run([sys.executable, script, "run", "--work", str(work), "--scratch", str(tmp_path / side),
+                               "--side", side, "--stage", stage, "--model", "gpt2", "--batch_size", "2",
+                               "--max_len", "128"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout.split("RESULT ", 1)[1])
+        assert (result["side"], result["stage"], result["samples"], result["steps"]) == (side, stage, 6, 3)
+        assert result["tokens"] > 6 * 2 and result["seconds"] > 0 and result["peak_rss_mb"] > 0

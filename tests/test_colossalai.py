@@ -1,6 +1,7 @@
 """ColossalAI strategies (the requirements-colossalai.txt stack, run by .ci/colossalai.sh): ZeRO-2 with and
 without CPU offload on two ranks match naive on the same global batch, save plain HF folders and resume
-exactly. On a CPU machine they run under tests/colossalai_cpu_shim.py. Gemini needs CUDA and is covered by
+exactly; the reward-model, PPO and DPO steps likewise. On a CPU machine they run under
+tests/colossalai_cpu_shim.py. Gemini needs CUDA and is covered by
 benchmarks/gpu_strategies.py. Skipped where colossalai is not installed (requirements.txt alone); it also passes
 with colossalai 0.5.0 installed over the modern stack without its pins (docs/multi-gpu.md, "The ColossalAI
 stack")."""
@@ -60,12 +61,12 @@ def test_colossalai_refusals_on_this_stack(monkeypatch):
 @pytest.fixture(scope="module")
 def naive_stages(tiny_models, tmp_path_factory):
     return {stage: run_worker(tmp_path_factory.mktemp(f"naive-{stage}"), tiny_models("gpt2"), "gpt2", "naive",
-                              worker=["--resume_at", "2"], stage=stage) for stage in ("rm", "ppo")}
+                              worker=["--resume_at", "2"], stage=stage) for stage in ("rm", "ppo", "dpo")}
 
 
 @pytest.mark.parametrize("name", ["colossalai_zero2", "colossalai_zero2_cpu"])
-@pytest.mark.parametrize("stage", ["rm", "ppo"])
-def test_colossalai_zero2_reward_model_and_ppo_match_naive(tiny_models, tmp_path, naive_stages, stage, name):
+@pytest.mark.parametrize("stage", ["rm", "ppo", "dpo"])
+def test_colossalai_zero2_reward_model_ppo_and_dpo_match_naive(tiny_models, tmp_path, naive_stages, stage, name):
     naive, naive_out = naive_stages[stage]
     result, out = run_worker(tmp_path, tiny_models("gpt2"), "gpt2", name, nproc=2, worker=["--resume_at", "2", *SHIM],
                              stage=stage)

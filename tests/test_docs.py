@@ -25,7 +25,7 @@ FLAGS_PAGE = flag_tables.FLAGS_PAGE  # docs/flags.md
 README_MAX_LINES = 300
 SCRIPTS = flag_tables.SCRIPTS
 SH_TO_SCRIPT = {"train_sft.sh": "train_sft.py", "train_rm.sh": "train_reward_model.py",
-                "train_prompts.sh": "train_prompts.py"}
+                "train_prompts.sh": "train_prompts.py", "train_dpo.sh": "train_dpo.py"}
 QUICKSTART = [
     "pip install torch==2.13.0 -r requirements.txt && bash demo.sh",
     "pip install torch==2.13.0 -r requirements-dev.txt && python -m pytest -q",
@@ -53,6 +53,10 @@ def parser_of(program: str) -> argparse.ArgumentParser:
         from coati import kit
 
         return flag_tables.capture_parser(lambda: kit.main(["tiny"]))
+    if program == "coati.evaluate":
+        from coati import evaluate
+
+        return flag_tables.capture_parser(lambda: evaluate.parse_args([]))
     if program == "tools/flag_tables.py":
         return flag_tables.capture_parser(lambda: flag_tables.main([]))
     if program == "coati.data":
@@ -90,8 +94,8 @@ def options(program: str) -> frozenset[str]:
 
 
 def all_options() -> frozenset[str]:
-    return frozenset().union(*(options(p) for p in (*SCRIPTS, "torchrun", "coati.kit", "coati.data",
-                                                    "tools/flag_tables.py")))
+    programs = (*SCRIPTS, "torchrun", "coati.kit", "coati.data", "coati.evaluate", "tools/flag_tables.py")
+    return frozenset().union(*(options(p) for p in programs))
 
 
 # -- shell commands -----------------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ def classify(tokens: list[str]) -> tuple[str | None, list[str], list[str]]:
     if head in ("python", "python3"):
         if rest[1:2] == ["-m"]:
             module = rest[2]
-            if module in ("coati.kit", "coati.data"):
+            if module in ("coati.kit", "coati.data", "coati.evaluate"):
                 return module, rest[3:], launcher
             if module in ("pytest", "coati.summary", "venv", "pip"):
                 return None, rest[3:], launcher
@@ -303,7 +307,7 @@ def page_commands(page: str) -> list[tuple[list[str], int, bool]]:
 
 def section_flag_problems(text: str, section_script: str | None, where: str) -> list[str]:
     allowed = options(section_script) if section_script else all_options()
-    owner = section_script or "any coati script, torchrun or coati.kit"
+    owner = section_script or "any coati script, torchrun, coati.kit or coati.evaluate"
     return [f"{where}: {flag} is not a flag of {owner}" for flag in FLAG.findall(text) if flag not in allowed]
 
 

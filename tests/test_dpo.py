@@ -341,3 +341,328 @@ def test_reference_logps_reach_the_batch_only_when_complete(tokenizer):
     mixed = [ds[0], {k: v for k, v in ds[1].items() if not k.startswith("ref_")}]
     with pytest.raises(ValueError, match="some items of the batch carry reference log-probs and some do not"):
         collate(mixed)
+
+
+def test_dataset_reads_conversation_pairs_through_the_chat_template(tokenizer):
+    from coati.dataset.chat import load_chat_template
+    from coati.dataset.preference import encode_pair
+
+    template = load_chat_template("chatml", tokenizer)
+    convo = [{"role": "system", "content": "친절하게"}, {"role": "user", "content": "안녕?"}]
+    pairs = [Pair(convo, "안녕하세요!", "몰라."), Pair("날씨는?", "맑아요.", "비.")]
+    ds = DPODataset(pairs, tokenizer, max_len=256, template=template)
+    assert len(ds) == 2 and ds.dropped == 0
+    for i, pair in enumerate(pairs):  # the reward model's and PPO's tokens, to the last id
+        prompt, chosen, rejected = encode_pair(pair, tokenizer, template=template)
+        assert (ds[i]["prompt_len"], ds[i]["chosen_ids"], ds[i]["rejected_ids"]) == (
+            len(prompt), prompt + chosen, prompt + rejected)
+    end = tokenizer("<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert ds[0]["chosen_ids"][-len(end):] == end  # the answer ends in the template's end of turn, not EOS
+    assert tokenizer.decode(ds[0]["chosen_ids"][ds[0]["prompt_len"]:]).startswith("안녕하세요!")
+    # a template that refuses a pair drops it, counted
+    strict = load_chat_template("chatml", tokenizer).__class__("strict", "{{ raise_exception('no') }}")
+    with pytest.raises(UserError, match="1 the chat template could not render"):
+        DPODataset(pairs[:1], tokenizer, max_len=256, template=strict)
+
+
+def test_reference_table_round_trips_through_state_dict(tokenizer):
+    pairs = [Pair(f"q{i}", f"good {i}", "bad", templated=False) for i in range(3)]
+    ds = DPODataset(pairs, tokenizer, max_len=64)
+    assert ds.state_dict() == {}  # nothing to keep until every pair has its values
+    ds.set_reference_logps(torch.arange(3), t(-1.0, -2.0, -3.0), t(-4.0, -5.0, -6.0))
+    other = DPODataset(pairs, tokenizer, max_len=64)
+    other.load_state_dict(ds.state_dict())
+    assert other.has_reference_logps()
+    close(other.reference_logps(), [[-1.0, -4.0], [-2.0, -5.0], [-3.0, -6.0]])
+    with pytest.raises(UserError, match="cover 3 pairs, this data has 2"):
+        DPODataset(pairs[:2], tokenizer, max_len=64).load_state_dict(ds.state_dict())
+
+
+# --- the model wrapper and the trainer -------------------------------------------------------------
+
+
+def _batch(tokenizer, n: int = 3):
+    pairs = [Pair(f"질문 {i}: 무엇을 할까요?", f"좋은 답변 {i} 입니다. " * (1 + i), "몰라요.") for i in range(n)]
+    ds = DPODataset(pairs, tokenizer, max_len=128)
+    return ds, DPOCollator(tokenizer.pad_token_id)([ds[i] for i in range(n)])
+
+
+def _lm(tiny_models, family, tokenizer):
+    from coati.models.loading import disable_dropout, load_causal_lm
+    from coati.models.registry import resolve_family
+
+    path = tiny_models(family)
+    model = load_causal_lm(path, resolve_family(family, path), tokenizer)
+    disable_dropout(model)
+    return model
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_answer_log_probs_sum_the_answer_tokens_only(tiny_models, tokenizer, family):
+    """AnswerLogProbs projects only the positions that predict answer tokens, and equals sequence_logps of the
+    full logits (gpt2 takes coati's fast path on the CPU, llama transformers' forward)."""
+    from coati.models.forward import AnswerLogProbs, causal_lm_logits
+
+    _, batch = _batch(tokenizer)
+    hf = _lm(tiny_models, family, tokenizer).eval()
+    scorer = AnswerLogProbs(hf)
+    with torch.no_grad():
+        logps, lengths = scorer(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        full, counts = sequence_logps(causal_lm_logits(hf, batch["input_ids"], batch["attention_mask"]),
+                                      batch["labels"])
+    torch.testing.assert_close(logps, full, atol=1e-4, rtol=1e-5)
+    assert lengths.tolist() == counts.tolist() == (batch["labels"][:, 1:] != -100).sum(1).tolist()
+    # the prompt's and the padding's ids may change: only what the answers see counts, and padding is never seen
+    changed = batch["input_ids"].clone()
+    changed[batch["attention_mask"] == 0] = 7
+    with torch.no_grad():
+        again, _ = scorer(changed, batch["attention_mask"], batch["labels"])
+    torch.testing.assert_close(again, logps, atol=1e-5, rtol=1e-5)
+
+
+class _Recorder(torch.nn.Module):
+    """A reference that records the batches it scores and answers with the wrapped scorer."""
+
+    def __init__(self, scorer):
+        super().__init__()
+        self.scorer, self.seen = scorer, []
+
+    def forward(self, input_ids, attention_mask, labels):
+        self.seen.append((input_ids.clone(), labels.clone()))
+        return self.scorer(input_ids, attention_mask, labels)
+
+
+def _trainer(model, ref, **kwargs):
+    from coati.strategies.base import Strategy
+    from coati.trainer.dpo import DPOTrainer
+
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=kwargs.pop("lr", 0.5))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return DPOTrainer(strategy=Strategy(), model=model, optimizer=opt, scheduler=sched, train_loader=[None],
+                      ref_model=ref, max_grad_norm=0, **kwargs)
+
+
+def test_reference_scores_the_same_answer_tokens_and_the_first_step_is_log_2(tiny_models, tokenizer):
+    from coati.models.forward import AnswerLogProbs
+
+    _, batch = _batch(tokenizer)
+    policy = AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer))
+    ref = _Recorder(AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer).requires_grad_(False)).eval())
+    trainer = _trainer(policy, ref, loss_type="dpo", beta=0.1)
+    first = trainer.train_step([batch])
+    # the same weights on both sides: every implicit reward is 0, the loss log 2, no pair ranked right (ties)
+    assert first["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    assert (first["accuracy"], first["margin"], first["chosen_reward"]) == (0.0, 0.0, 0.0)
+    (ids, labels), = ref.seen
+    assert torch.equal(ids, batch["input_ids"]) and torch.equal(labels, batch["labels"])
+    second = trainer.train_step([batch])
+    assert second["loss"] < first["loss"] and second["accuracy"] == 1.0 and second["margin"] > 0
+    # chosen_logp is the policy's mean summed answer log-prob over the pairs, before the step
+    with torch.no_grad():
+        logps, _ = policy(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert logps[:3].mean().item() > second["chosen_logp"]
+
+
+def test_lora_reference_is_the_policy_with_adapters_off(tiny_models, tokenizer):
+    """With LoRA the reference is the policy object itself, run with its adapters disabled: equal to the base
+    weights loaded on their own, before and after steps that move the adapters."""
+    from coati.models.forward import AnswerLogProbs
+    from coati.models.loading import apply_lora
+    from coati.strategies.base import Strategy
+    from coati.trainer.dpo import reference_logps
+
+    _, batch = _batch(tokenizer)
+    base = AnswerLogProbs(_lm(tiny_models, "llama", tokenizer)).eval()
+    with torch.no_grad():
+        expected, _ = base(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    model = AnswerLogProbs(apply_lora(_lm(tiny_models, "llama", tokenizer), 4, 16, 0.0))
+    params = sum(p.numel() for p in model.parameters())
+    trainer = _trainer(model, model, loss_type="ipo", beta=0.5, lr=0.05)
+    assert trainer.ref_model is trainer.model
+    for _ in range(3):
+        trainer.train_step([batch])
+    assert sum(p.numel() for p in model.parameters()) == params  # nothing was copied
+    strategy = Strategy()
+    ref = reference_logps(strategy, model, model, batch)
+    torch.testing.assert_close(ref, expected, atol=1e-5, rtol=1e-5)
+    assert model.training  # handed back in training mode
+    with torch.no_grad():
+        policy, _ = model(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert (policy - expected).abs().max() > 1e-3  # the adapters did move the policy
+    # without adapters the policy is its own reference before training only (the precompute pass)
+    plain = AnswerLogProbs(_lm(tiny_models, "llama", tokenizer)).train()
+    torch.testing.assert_close(reference_logps(strategy, plain, plain, batch), expected, atol=1e-5, rtol=1e-5)
+    assert plain.training
+    with pytest.raises(ValueError, match="its own reference during training only with LoRA adapters"):
+        _trainer(plain, plain, loss_type="dpo")
+
+
+def test_precomputed_reference_gives_the_same_losses(tiny_models, tokenizer):
+    from coati.models.forward import AnswerLogProbs
+    from coati.strategies.base import Strategy
+    from coati.trainer.dpo import precompute_reference_logps
+
+    ds, batch = _batch(tokenizer, n=4)
+    strategy = Strategy()
+    ref = AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer).requires_grad_(False)).eval()
+    runs = []
+    for precompute in (False, True):
+        torch.manual_seed(0)
+        policy = AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer))
+        collate = DPOCollator(tokenizer.pad_token_id)
+        if precompute:
+            loader = strategy.dataloader(ds, 3, collate, shuffle=False)  # other batches, other padding
+            precompute_reference_logps(strategy=strategy, reference=ref, policy=policy, loader=loader)
+            assert ds.has_reference_logps()
+        batches = [collate([ds[i] for i in (3, 1)]), collate([ds[i] for i in (0, 2)])]
+        assert ("ref_chosen_logps" in batches[0]) == precompute
+        trainer = _trainer(policy, None if precompute else ref, loss_type="dpo", beta=0.5, sft_coef=0.1)
+        runs.append([trainer.train_step([b])["loss"] for b in batches * 2])
+    assert max(abs(a - b) for a, b in zip(*runs)) <= 1e-5
+    assert len(set(runs[0])) > 1
+    _trainer(AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer)), None, loss_type="simpo", beta=2.0) \
+        .train_step([DPOCollator(tokenizer.pad_token_id)([{k: v for k, v in ds[0].items() if "ref" not in k}])])
+    with pytest.raises(ValueError, match="dpo needs a reference model"):
+        _trainer(AnswerLogProbs(_lm(tiny_models, "gpt2", tokenizer)), None, loss_type="dpo").train_step(
+            [DPOCollator(tokenizer.pad_token_id)([{k: v for k, v in ds[0].items() if "ref" not in k}])])
+
+
+# --- train_dpo.py end to end ---------------------------------------------------------------------
+
+WORDS = ["사과", "바다", "여행", "음악", "축구", "커피", "도서관", "한글", "산책", "요리"]
+RANKING = [{"prompt": f"{w}에 대해 알려 주세요.", "completion_0": f"{w}은 정말 좋습니다. 자세히 설명해 드릴게요.",
+            "completion_1": "몰라요.", "completion_2": f"{w}? 글쎄요.", "ranking": [0, 2, 1]} for w in WORDS]
+TRAIN_KEYS = {"loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "chosen_logp", "rejected_logp", "lr"}
+
+
+def dpo_args(tiny_models, tmp_path, *extra, family="gpt2"):
+    from conftest import write_json
+
+    return ["train_dpo.py", "--strategy", "naive", "--model", family, "--pretrain", tiny_models(family),
+            "--dataset", write_json(tmp_path / "ranking.json", RANKING), "--eval_split", "0.2", "--batch_size", "4",
+            "--lr", "2e-3", "--warmup_ratio", "0", "--max_len", "64", *extra]
+
+
+def records(folder) -> tuple[list[dict], list[dict]]:
+    import json
+
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "split" not in r], [r for r in rows if r.get("split") == "eval"]
+
+
+def test_train_dpo_writes_a_model_folder_metrics_plot_and_summary(tiny_models, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, run_script
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "dpo"
+    res = run_script(dpo_args(tiny_models, tmp_path, "--max_epochs", "4", "--precompute_ref", "--eval_interval",
+                              "6", "--save_path", str(out)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = tmp_path / "ranking.json"
+    assert f"[dpo] --dataset {data}: read 8 rows, used 8, truncated 0, dropped 0" in res.stderr
+    assert f"[dpo] --dataset {data}: read 24 pairs, used 24, truncated 0, dropped 0" in res.stderr
+    assert f"[dpo] --dataset {data} (held out by --eval_split): read 6 pairs, used 6" in res.stderr
+    train, evals = records(out)
+    assert len(train) == 24 and all(TRAIN_KEYS <= set(r) for r in train)
+    assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)  # the policy starts as its reference
+    # evaluated before the first step, every 6 steps and at the end
+    assert [r["step"] for r in evals] == [0, 6, 12, 18, 24]
+    assert all({"eval_loss", "eval_accuracy", "eval_margin"} <= set(r) for r in evals)
+    assert (evals[0]["eval_loss"], evals[0]["eval_accuracy"]) == (pytest.approx(math.log(2.0), abs=1e-6), 0.0)
+    assert evals[-1]["eval_accuracy"] >= 0.8 and evals[-1]["eval_margin"] > 0 and evals[-1]["eval_loss"] < 0.6
+    for name in ("args.json", "dpo.png", "model.safetensors", "tokenizer.json"):
+        assert (out / name).exists(), name
+    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert model.config.vocab_size >= len(tok)
+    summary = subprocess.run([sys.executable, "-m", "coati.summary", str(out)], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert f"DPO  24 steps: held-out loss 0.6931 -> {evals[-1]['eval_loss']:.4f}, accuracy 0.000 -> " \
+           f"{evals[-1]['eval_accuracy']:.3f}, margin {evals[-1]['eval_margin']:.3f}" in summary
+
+
+@pytest.mark.parametrize("loss_type,extra", [("ipo", ["--beta", "0.5"]), ("simpo", ["--beta", "2"]),
+                                             ("orpo", ["--orpo_alpha", "0.5"])])
+def test_other_loss_types_learn(tiny_models, tmp_path, loss_type, extra):
+    from conftest import run_script
+
+    out = tmp_path / loss_type
+    res = run_script(dpo_args(tiny_models, tmp_path, "--loss_type", loss_type, "--max_epochs", "3",
+                              "--save_path", str(out), *extra))
+    assert res.returncode == 0, res.stderr[-3000:]
+    train, evals = records(out)
+    assert sum(r["loss"] for r in train[-3:]) < sum(r["loss"] for r in train[:3])
+    assert evals[-1]["eval_accuracy"] > evals[0]["eval_accuracy"]
+    assert (out / "dpo.png").exists()
+    from coati.summary import describe
+
+    assert describe(str(out)).startswith(f"DPO  {train[-1]['step']} steps ({loss_type}): held-out loss "
+                                         f"{evals[0]['eval_loss']:.4f} -> {evals[-1]['eval_loss']:.4f}")
+
+
+def _in_process(argv, monkeypatch) -> tuple[int, int]:
+    """Run train_dpo.main here; returns (causal LMs loaded, reference passes made before training). The signal
+    handlers it installs go away."""
+    import signal
+
+    import train_dpo
+    from coati.models import loading
+    from coati.trainer import dpo as trainer_dpo
+
+    loads, passes = [], []
+    real, real_pass = loading.load_causal_lm, trainer_dpo.precompute_reference_logps
+    monkeypatch.setattr(loading, "load_causal_lm", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(trainer_dpo, "precompute_reference_logps", lambda **k: passes.append(1) or real_pass(**k))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        train_dpo.main(train_dpo.parse_args(argv[1:]))
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return len(loads), len(passes)
+
+
+def test_lora_loads_one_model_and_saves_it_merged(tiny_models, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    argv = dpo_args(tiny_models, tmp_path, "--lora_rank", "4", "--lr", "1e-2", "--max_epochs", "2",
+                    "--save_path", str(out), family="llama")
+    assert _in_process(argv, monkeypatch) == (1, 0)  # the reference is the policy with its adapters off
+    assert not (out / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_models("llama")).state_dict()
+    assert not any("lora" in k for k in merged)
+    assert max(float((merged[k] - base[k]).abs().max()) for k in base) > 1e-4  # the adapters were merged in
+    train, evals = records(out)
+    assert train[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    assert evals[-1]["eval_accuracy"] > 0.5
+
+
+def test_precomputed_reference_travels_in_checkpoints(tiny_models, tmp_path, monkeypatch):
+    """With --precompute_ref a checkpoint keeps the table: a resumed run makes no reference pass and ends on the
+    weights of the run it continues. A separate --ref_model is loaded for the pass and freed."""
+    from safetensors.torch import load_file
+
+    argv = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "2", "--save_interval", "4")
+    # one model: the policy, still equal to --pretrain, makes the pass over the train and eval pairs
+    assert _in_process([*argv, "--save_path", str(tmp_path / "full")], monkeypatch) == (1, 2)
+    ckpt = tmp_path / "full" / "checkpoint-4"
+    table = torch.load(ckpt / "state-reference-train.pt", weights_only=True)["reference_logps"]
+    assert table.shape == (24, 2) and bool(torch.isfinite(table).all()) and bool((table < 0).all())
+    assert (ckpt / "state-reference-eval.pt").exists()
+    assert _in_process([*argv, "--save_path", str(tmp_path / "resumed"), "--resume_from", str(ckpt)],
+                       monkeypatch) == (1, 0)  # no reference pass: the table came back with the checkpoint
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    full, resumed = records(tmp_path / "full")[0], records(tmp_path / "resumed")[0]
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full[4:]], abs=1e-6)
+    other = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "1", "--ref_model",
+                     tiny_models("gpt2") + "/", "--save_path", str(tmp_path / "ref"))
+    assert _in_process(other, monkeypatch) == (1, 2)  # the same folder spelled otherwise is still --pretrain
+    other = dpo_args(tiny_models, tmp_path, "--precompute_ref", "--max_epochs", "1", "--ref_model",
+                     str(tmp_path / "full"), "--save_path", str(tmp_path / "ref2"))
+    assert _in_process(other, monkeypatch) == (2, 2)
+    assert records(tmp_path / "ref2")[0][0]["loss"] != pytest.approx(math.log(2.0), abs=1e-3)

@@ -233,3 +233,25 @@ def test_forced_nan_stops_naming_the_step_and_keeps_the_checkpoint(tiny_models, 
     skipped = run_script([*args, "--lr", "1e30", "--skip_nonfinite", "--save_path", str(tmp_path / "skip")])
     assert skipped.returncode == 0, skipped.stderr[-2000:]
     assert "step skipped (--skip_nonfinite)" in skipped.stderr
+
+
+def _dpo_args(tiny_models, tmp_path, family: str) -> list[str]:
+    rows = [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": "몰라요."} for r in KO]
+    return ["train_dpo.py", "--strategy", "naive", "--model", family, "--pretrain", tiny_models(family),
+            "--dataset", write_json(tmp_path / "dpo.json", rows), "--eval_split", "0.25", "--batch_size", "2",
+            "--max_epochs", "6", "--lr", "1e-3", "--eval_interval", "4"]
+
+
+def test_dpo_sigkill_and_resume_matches_uninterrupted(tiny_models, tmp_path):
+    # the precomputed reference log-probs come back from the checkpoint, not from a second pass
+    _interrupted_equals_uninterrupted([*_dpo_args(tiny_models, tmp_path, "gpt2"), "--precompute_ref",
+                                       "--save_interval", "4"], tmp_path)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if "split" not in line]
+    assert steps == sorted(set(steps)) and len(steps) == 30  # 9 pairs: 5 batches of up to 2, 6 epochs
+
+
+def test_dpo_sigterm_with_lora_checkpoints_and_resumes(tiny_models, tmp_path):
+    err = _interrupted_equals_uninterrupted([*_dpo_args(tiny_models, tmp_path, "llama"), "--lora_rank", "4",
+                                             "--save_interval", "5"], tmp_path, signal.SIGTERM, expect_rc=143)
+    assert "stopped by SIGTERM" in err and "Traceback" not in err

@@ -25,7 +25,7 @@ def stage_flags(tmp_path, stage: str, nproc: int) -> list[str]:
     if stage == "sft":
         return ["--dataset", write_json(tmp_path / "rows.json", ROWS), "--instruction_str", "prompt",
                 "--output_str", "completion", "--batch_size", per_rank, "--lr", "1e-3", "--warmup_ratio", "0"]
-    if stage == "rm":
+    if stage in ("rm", "dpo"):
         return ["--dataset", write_json(tmp_path / "ranking.json", RANKING), "--batch_size", per_rank,
                 "--lr", "1e-3", "--warmup_ratio", "0"]
     return ["--prompt_dataset", write_json(tmp_path / "prompts.json", ROWS), "--ppo_instruction_str", "prompt",
@@ -216,8 +216,8 @@ def naive_stages(tiny_models, tmp_path_factory):
 # transformers' forward), LLaMA transformers' forward.
 @pytest.mark.parametrize("strategy,stage,family", [
     ("ddp", "rm", "gptneox"), ("fsdp", "rm", "gptneox"), ("ddp", "ppo", "llama"), ("fsdp", "ppo", "llama"),
-    ("ddp", "ppo", "gptneox")])
-def test_reward_model_and_ppo_steps_on_two_ranks_match_naive(tiny_models, tmp_path, naive_stages, stage, strategy,
+    ("ddp", "ppo", "gptneox"), ("ddp", "dpo", "gpt2"), ("fsdp", "dpo", "llama")])
+def test_reward_model_ppo_and_dpo_steps_on_two_ranks_match_naive(tiny_models, tmp_path, naive_stages, stage, strategy,
                                                              family):
     naive, naive_out = naive_stages(stage, family)
     result, out = run_worker(tmp_path, tiny_models(family), family, strategy, nproc=2, worker=["--resume_at", "2"],
@@ -228,6 +228,21 @@ def test_reward_model_and_ppo_steps_on_two_ranks_match_naive(tiny_models, tmp_pa
     # Gathered into a plain HF folder, the trained model behaves as naive's.
     same_trained_model(out, naive_out, stage)
     check_round_trip(result, out, stage=stage)
+
+
+def test_dpo_lora_reference_with_accumulation_on_fsdp_matches_naive(tiny_models, tmp_path):
+    """LoRA DPO: the reference is the policy with its adapters off (no second model) under FSDP's sharded
+    parameters too; two accumulated micro-batches of whole pairs per step against naive's one batch."""
+    train = ["--lora_rank", "4", "--lr", "1e-2"]
+    naive, naive_out = run_worker(tmp_path / "naive", tiny_models("llama"), "llama", "naive", train=train,
+                                  stage="dpo")
+    result, out = run_worker(tmp_path / "fsdp", tiny_models("llama"), "llama", "fsdp", nproc=2, train=train,
+                             worker=["--micro", "2"], stage="dpo")
+    assert naive["losses"][0] == pytest.approx(0.6931472, abs=1e-6)  # policy == reference at the first step
+    assert len(set(naive["losses"])) > 1
+    assert result["losses"] == pytest.approx(naive["losses"], rel=1e-4)
+    assert not (out / "final" / "adapter_config.json").exists()  # merged on save
+    assert max_weight_diff(out / "final", naive_out / "final") < 1e-5
 
 
 def test_ppo_under_gemini_is_refused_only_for_want_of_a_gpu(tiny_models, tmp_path):

@@ -289,3 +289,58 @@ def test_ranking_order_is_printed_and_checked(tmp_path, gpt2):
         assert f"[rm] --dataset {data}: read 4 rows, used 4, truncated 0, dropped 0" in res.stderr
     res = run_script(["train_reward_model.py", "--pretrain", gpt2, "--dataset", data, "--ranking_order", "best"])
     assert res.returncode == 2 and "--ranking_order: invalid choice: 'best'" in res.stderr
+
+# -- train_dpo.py ---------------------------------------------------------------------------------------------------
+def dpo(tmp_path, gpt2, *extra):
+    data = write_json(tmp_path / "pairs.json", [{"prompt": "안녕?", "chosen": "안녕하세요.", "rejected": "뭐?"}] * 4)
+    return run_script(["train_dpo.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2, "--dataset",
+                       data, "--save_path", str(tmp_path / "out"), *extra], timeout=120)
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--beta", "0"], ["--beta and --orpo_alpha must be positive, got 0.0"]),
+    (["--loss_type", "orpo", "--orpo_alpha", "-1"], ["--orpo_alpha must be positive"]),
+    (["--label_smoothing", "0.5"], ["--label_smoothing must be in [0, 0.5), got 0.5"]),
+    (["--loss_type", "ipo", "--label_smoothing", "0.1"], ["--label_smoothing applies to --loss_type dpo and simpo"]),
+    (["--loss_type", "simpo", "--simpo_gamma", "-1"], ["--simpo_gamma and --sft_coef must be >= 0"]),
+    (["--sft_coef", "-0.5"], ["--simpo_gamma and --sft_coef must be >= 0"]),
+    (["--eval_split", "1"], ["--eval_split must be in [0, 1), got 1.0"]),
+    (["--ranking_order", "rows"], None),
+    (["--batch_size", "0"], ["--batch_size must be positive"]),
+    (["--resume_from", "latest"], ["no checkpoint-<step> folder"]),
+    (["--chat_template", "none.jinja"], ["--chat_template", "neither one of"]),
+])
+def test_dpo_bad_flags_are_refused_before_loading(tmp_path, gpt2, flags, fragments):
+    res = dpo(tmp_path, gpt2, *flags)
+    if fragments is None:  # argparse's own refusal of a choice
+        assert res.returncode == 2 and "invalid choice: 'rows'" in res.stderr
+    else:
+        _refused(res, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dpo_reference_flags(tmp_path, gpt2, rm):
+    _refused(dpo(tmp_path, gpt2, "--ref_model", str(tmp_path / "nope")), "--ref_model", "does not exist")
+    _refused(dpo(tmp_path, gpt2, "--ref_model", rm), f"--ref_model {rm} is a reward model")
+    _refused(dpo(tmp_path, rm), f"--pretrain {rm} is a reward model")
+    _refused(dpo(tmp_path, gpt2, "--ref_model", rm, "--lora_rank", "4"), "with --lora_rank 4: the reference is "
+             "--pretrain with the adapters off")
+    assert not (tmp_path / "out").exists()
+    # a reference-free loss says once that it ignores the reference flags, and trains
+    res = dpo(tmp_path, gpt2, "--loss_type", "orpo", "--ref_model", rm, "--precompute_ref", "--max_epochs", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.count("--loss_type orpo uses no reference model: --ref_model and --precompute_ref are "
+                            "ignored") == 1
+
+
+def test_dpo_data_problems_name_the_file(tmp_path, gpt2):
+    bad = write_json(tmp_path / "bad.json", [{"question": "q", "answer": "a"}])
+    res = run_script(["train_dpo.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2, "--dataset",
+                      bad, "--save_path", str(tmp_path / "out")], timeout=120)
+    _refused(res, "cannot tell the preference format from the keys question, answer")
+    convo = write_json(tmp_path / "chat.json", [{"prompt": [{"role": "user", "content": "안녕?"}], "chosen": "네",
+                                                 "rejected": "뭐"}] * 2)
+    res = run_script(["train_dpo.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2, "--dataset",
+                      convo, "--save_path", str(tmp_path / "out")], timeout=120)
+    _refused(res, "the data holds conversations, and the tokenizer has no chat template of its own")
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ("train_sft.py", "train_reward_model.py", "train_prompts.py", "inference.py")
+SCRIPTS = ("train_sft.py", "train_reward_model.py", "train_prompts.py", "train_dpo.py", "inference.py")
 BEGIN = "<!-- flags: {} -->"
 END = "<!-- /flags -->"
 FLAGS_PAGE = "docs/flags.md"  # the page that holds the tables, relative to ROOT

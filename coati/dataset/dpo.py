@@ -1,8 +1,10 @@
 """DPO data: each preference pair tokenised as one prompt and two answers, for a policy that scores both.
 
-A pair becomes prompt + chosen + EOS and prompt + rejected + EOS, the very same prompt tokens in both, with
-labels -100 on the prompt so only answer tokens count. The collator stacks the chosen rows and then the rejected
-rows into one batch of 2B rows, so one forward pass gives the log-probs of both answers.
+A pair becomes prompt + chosen and prompt + rejected, each answer ending in its end of turn (EOS outside chat
+templates), the very same prompt tokens in both, with labels -100 on the prompt so only answer tokens count. The
+text is preference.encode_pair's, the one prompt rule the reward model and PPO follow too: every preference
+format the reward model reads, conversations and --chat_template included. The collator stacks the chosen rows
+and then the rejected rows into one batch of 2B rows, so one forward pass gives the log-probs of both answers.
 
 Every kept pair has an index (its position in the dataset). Reference log-probs computed once before training
 (--precompute_ref) are stored by that index with `set_reference_logps`, and from then on every item and batch
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import torch
 
+from coati.dataset.chat import ChatTemplate, RowError
+from coati.dataset.io import ReadReport
 from coati.dataset.padding import padded_width
-from coati.dataset.preference import Pair
-from coati.dataset.sft import IGNORE_INDEX, encode_prompt, encode_response
-from coati.dataset.templates import build_prompt
+from coati.dataset.preference import Pair, encode_pair
+from coati.dataset.sft import IGNORE_INDEX
 from coati.errors import UserError
 
 
@@ -34,39 +37,51 @@ class DPODataset(torch.utils.data.Dataset):
     answer is unfinished, not ended) and the prompt is never cut. Pairs are dropped, and counted, when:
       dropped_no_answer  the prompt leaves no room for a single scored answer token within max_len;
       dropped_identical  chosen and rejected are the same tokens (as written, or once cut to max_len), which
-                         gives no preference to learn.
+                         gives no preference to learn;
+      dropped_template   the chat template cannot render the pair turn by turn, or refuses it.
     truncated counts the kept pairs with at least one answer cut.
     """
 
     def __init__(self, pairs: list[Pair], tokenizer, max_len: int, language: str = "ko",
-                 without_prompt: bool = False, source: str = "--dataset"):
+                 without_prompt: bool = False, *, template: ChatTemplate | None = None, source: str = "--dataset"):
         self.items: list[tuple[list[int], list[int], list[int]]] = []  # prompt, chosen answer, rejected answer
-        self.truncated = self.dropped_no_answer = self.dropped_identical = 0
-        for p in pairs:
-            text = build_prompt(p.prompt, "", language, without_prompt=without_prompt or not p.templated)
-            prompt_ids = encode_prompt(tokenizer, text) if text else []
+        self.truncated = self.dropped_no_answer = self.dropped_identical = self.dropped_template = 0
+        self.report = ReadReport(source, unit="pairs")  # the same counts with reasons and pair numbers, printed
+        for number, p in enumerate(pairs, 1):
+            self.report.read += 1
+            try:
+                prompt_ids, *answers = encode_pair(p, tokenizer, template=template, language=language,
+                                                   without_prompt=without_prompt)
+            except RowError as err:
+                self.dropped_template += 1
+                self.report.drop(number, str(err))
+                continue
             room = max_len - len(prompt_ids)
-            answers = [encode_response(tokenizer, p.chosen), encode_response(tokenizer, p.rejected)]
             if any(scored_tokens(len(prompt_ids), min(len(a), room)) < 1 for a in answers):
                 self.dropped_no_answer += 1
+                self.report.drop_for_length(number, f"whose prompt leaves no answer token within --max_len {max_len}",
+                                            len(prompt_ids) + 2)
                 continue
             cut = any(len(a) > room for a in answers)
             chosen, rejected = (a[:room] for a in answers)
             if chosen == rejected:
                 self.dropped_identical += 1
+                self.report.drop(number, "whose answers are the same tokens" + (" once cut to --max_len" if cut else ""))
                 continue
             self.truncated += int(cut)
             self.items.append((prompt_ids, chosen, rejected))
+        self.report.truncated, self.report.used = self.truncated, len(self.items)
         if not self.items:
             raise UserError(f"{source}: no usable preference pair within --max_len {max_len} "
                             f"({self.dropped_no_answer} left no room for an answer, {self.dropped_identical} had "
-                            "identical answers); raise --max_len or check the data")
+                            f"identical answers, {self.dropped_template} the chat template could not render); "
+                            "raise --max_len or check the data")
         self._ref: torch.Tensor | None = None  # (N, 2) float32: chosen, rejected; nan until set
         self._ref_complete = False
 
     @property
     def dropped(self) -> int:
-        return self.dropped_no_answer + self.dropped_identical
+        return self.dropped_no_answer + self.dropped_identical + self.dropped_template
 
     def __len__(self) -> int:
         return len(self.items)
@@ -104,6 +119,19 @@ class DPODataset(torch.utils.data.Dataset):
     def reference_logps(self) -> torch.Tensor | None:
         """(N, 2) float32 of chosen, rejected reference log-probs (nan where not set yet), e.g. to save them."""
         return self._ref
+
+    def state_dict(self) -> dict:
+        """The reference log-probs once complete (what a checkpoint keeps, so a resume need not recompute them)."""
+        return {"reference_logps": self._ref.clone()} if self._ref_complete else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        table = state.get("reference_logps")
+        if table is None:
+            return
+        if table.shape != (len(self.items), 2):
+            raise UserError(f"the checkpoint's reference log-probs cover {table.shape[0]} pairs, this data has "
+                            f"{len(self.items)}; resume with the data the run started with")
+        self.set_reference_logps(torch.arange(len(self.items)), table[:, 0], table[:, 1])
 
 
 class DPOCollator:

@@ -58,3 +58,43 @@ def causal_lm_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_
             kwargs["logits_to_keep"] = keep
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
     return logits[:, -keep:]
+
+
+class AnswerLogProbs(torch.nn.Module):
+    """Wraps a (possibly LoRA-wrapped) HF causal LM for preference training (DPO, IPO, SimPO, ORPO).
+
+    forward(input_ids, attention_mask, labels) -> ((B,) summed log-probs of the answer tokens, (B,) their counts),
+    where answer tokens are the labels that are not -100 (labels (B, T) aligned with input_ids, as the DPO
+    collator makes them; position t's logits score labels[:, t + 1]). Equal to `coati.losses.sequence_logps` of
+    the full logits, but the LM head runs only at the positions that predict an answer token: a pair batch is
+    mostly prompt and padding, and the head over the whole vocabulary is the widest matmul of the model. Going
+    through forward keeps DDP's and FSDP's hooks in play; `.hf` is what gets saved.
+    """
+
+    def __init__(self, hf_model: torch.nn.Module, ignore_index: int = -100):
+        super().__init__()
+        self.hf = hf_model
+        self.ignore_index = ignore_index
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hf = innermost(self.hf)
+        targets = labels[:, 1:]
+        scored = targets != self.ignore_index  # (B, T - 1): position t predicts an answer token
+        # positions before the first scored one in any row need no last-layer MLP on the fast path either
+        first = int(scored.any(0).float().argmax()) if bool(scored.any()) else 0
+        plan = fast.plan(self.hf)  # None off the CPU, or for a peft wrapper (its layers must run as written)
+        with fast.linears(self.hf):
+            if plan is not None:
+                hidden = fast.hidden_states(plan, input_ids, attention_mask, first)
+            else:
+                first = 0
+                backbone = getattr(hf, hf.base_model_prefix)
+                hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                  **position_kwargs(backbone, attention_mask)).last_hidden_state
+            rows, cols = scored[:, first:].nonzero(as_tuple=True)
+            logits = hf.get_output_embeddings()(hidden[rows, cols]).float()  # (N, V), N answer tokens
+        token_logps = torch.log_softmax(logits, dim=-1).gather(
+            -1, targets[:, first:][rows, cols].unsqueeze(-1)).squeeze(-1)
+        sums = torch.zeros(input_ids.shape[0], dtype=token_logps.dtype, device=token_logps.device)
+        return sums.index_add(0, rows, token_logps), scored.sum(dim=-1)

@@ -211,6 +211,23 @@ def _checkpoint_keys(path: str) -> set[str]:
     return keys
 
 
+def disable_dropout(model) -> None:
+    """No dropout anywhere in `model` (its config's attention dropout too), kept in training mode.
+
+    Preference training compares the policy's log-probs with a reference that runs without dropout: with
+    dropout on, the implicit rewards of a policy equal to its reference would not start at 0 (TRL's DPOTrainer
+    turns it off as well). Call it before apply_lora: LoRA's own dropout is a regulariser of the adapters."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for name in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout"):
+        if isinstance(getattr(model.config, name, None), float):
+            setattr(model.config, name, 0.0)
+    for module in model.modules():  # attention classes that read a float at call time (LLaMA, GPT-NeoX)
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
 def apply_lora(model, rank: int, alpha: int, dropout: float, task_type: str = "CAUSAL_LM"):
     """Wrap with peft LoRA on every linear layer; for a scorer the new head stays fully trainable."""
     if rank <= 0:

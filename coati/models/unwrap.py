@@ -30,3 +30,17 @@ def savable(model: nn.Module) -> nn.Module:
     model itself, or the `.hf` model a ValueModel holds. A peft wrapper stays: saving merges or writes the
     adapter."""
     return model if hasattr(model, "save_pretrained") else model.hf
+
+
+def peft_wrapper(model: nn.Module) -> nn.Module | None:
+    """The peft model inside DDP / ColossalAI's wrapper and coati's ValueModel or AnswerLogProbs, or None when
+    the model has no adapters: what `disable_adapter()` is called on to run the base weights alone."""
+    while True:
+        if hasattr(model, "disable_adapter") and hasattr(model, "get_base_model"):
+            return model
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "hf"):
+            model = model.hf
+        else:
+            return None

@@ -105,8 +105,10 @@ def plot_metrics(records: list[dict], keys: list[str], out_path: str, title: str
     panels = []
     for key in keys:
         for kind in ("train", "eval"):
-            pts = [(r["step"], r[key]) for r in records
-                   if key in r and r.get("split", "train") == kind and _finite(r[key])]
+            # an eval row may name its figure eval_<key> (DPO's eval_accuracy): drawn in the same panel
+            names = (key,) if kind == "train" else (key, f"eval_{key}")
+            pts = [(r["step"], r[name]) for r in records for name in names
+                   if name in r and r.get("split", "train") == kind and _finite(r[name])]
             if pts:
                 panels.append((key, kind, pts))
     if not panels:
