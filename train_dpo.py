@@ -159,18 +159,18 @@ def main(args) -> dict:
                          max_grad_norm=args.max_grad_norm, logger=logger, log_interval=args.log_interval,
                          eval_interval=args.eval_interval, checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite)
     if resumed is not None:
-        trainer.load_state_dict(resumed)
+        trainer.loop.load_state_dict(resumed)
     trainer.fit()
 
     last = trainer.last
     figures = (f"eval accuracy {last['eval_accuracy']:.3f}, margin {last['eval_margin']:.3f}"
                if "eval_accuracy" in last else f"train accuracy {last.get('accuracy', float('nan')):.3f}")
-    summary = (f"[dpo] done ({args.loss_type}): {trainer.global_step} steps, loss "
+    summary = (f"[dpo] done ({args.loss_type}): {trainer.loop.global_step} steps, loss "
                f"{last.get('loss', float('nan')):.4f}, {figures}; model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "accuracy", "margin"], plot_file="dpo.png",
                  title=f"DPO ({args.loss_type})", summary=summary)
-    return {"steps": trainer.global_step, **trainer.last}
+    return {"steps": trainer.loop.global_step, **trainer.last}
 
 
 if __name__ == "__main__":

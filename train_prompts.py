@@ -246,7 +246,7 @@ def main(args) -> dict:
                + f"; actor in {args.save_path}")
     if template is not None:
         set_chat_template(tokenizer, template)  # inference.py renders the same way
-    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=actor,
+    save_outputs(strategy=strategy, args=args, progress=trainer, checkpointer=ckpt, logger=logger, model=actor,
                  tokenizer=tokenizer, plot_keys=["reward", "kl", "policy_loss", "value_loss"],
                  plot_file="ppo_reward_kl.png", title="PPO", summary=summary)
     return {"history": trainer.history, "eval_before": eval_before, "eval_after": eval_after}

@@ -96,7 +96,7 @@ def main(args) -> dict:
                                  log_interval=args.log_interval, eval_interval=args.eval_interval,
                                  checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite)
     if resumed is not None:
-        trainer.load_state_dict(resumed)
+        trainer.loop.load_state_dict(resumed)
     trainer.fit()
 
     if template is not None:
@@ -104,12 +104,12 @@ def main(args) -> dict:
     last = trainer.last
     figures = f"eval acc {last['eval_acc']:.3f}, dist {last['eval_dist']:.3f}" if "eval_acc" in last else \
         f"train acc {last.get('acc', float('nan')):.3f}"
-    summary = (f"[rm] done: {trainer.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {figures}; "
+    summary = (f"[rm] done: {trainer.loop.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {figures}; "
                f"model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "acc", "dist"], plot_file="rm_accuracy.png",
                  title="Reward model", summary=summary)
-    return {"steps": trainer.global_step, **trainer.last}
+    return {"steps": trainer.loop.global_step, **trainer.last}
 
 
 if __name__ == "__main__":

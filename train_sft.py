@@ -86,18 +86,18 @@ def main(args) -> dict:
                          eval_interval=args.eval_interval, checkpointer=ckpt,
                          skip_nonfinite=args.skip_nonfinite)
     if resumed is not None:
-        trainer.load_state_dict(resumed)
+        trainer.loop.load_state_dict(resumed)
     trainer.fit()
 
     if template is not None:
         set_chat_template(tokenizer, template)  # the next stage and inference.py render the same way
-    summary = (f"[sft] done: {trainer.global_step} steps, final loss {trainer.last_loss:.4f}"
+    summary = (f"[sft] done: {trainer.loop.global_step} steps, final loss {trainer.last_loss:.4f}"
                + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
                + f"; model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, trainer=trainer, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "lr"], plot_file="sft_loss.png", title="SFT",
                  summary=summary)
-    return {"steps": trainer.global_step, "loss": trainer.last_loss, "eval_loss": trainer.last_eval_loss}
+    return {"steps": trainer.loop.global_step, "loss": trainer.last_loss, "eval_loss": trainer.last_eval_loss}
 
 
 if __name__ == "__main__":

@@ -22,18 +22,19 @@ def open_run_log(args, stage: str, strategy, resume_state: dict | None):
                          resume_step=resume_state["global_step"] if resume_state is not None else None)
 
 
-def save_outputs(*, strategy, args, trainer, checkpointer, logger, model, tokenizer, plot_keys: list[str],
+def save_outputs(*, strategy, args, progress, checkpointer, logger, model, tokenizer, plot_keys: list[str],
                  plot_file: str, title: str, summary: str) -> None:
     """The end of a stage: close the log, write a resumable checkpoint with --need_optim_ckpt, replace
     --save_path with the model folder (plus args.json and the plot), print `summary` on rank 0, and end the
-    processes. Every rank calls it: sharded strategies gather the weights to save them."""
+    processes. Every rank calls it: sharded strategies gather the weights to save them. progress: what holds
+    the run's position (global_step, state_dict()): an EpochLoop, or the PPO trainer."""
     from coati.checkpoint import atomic_dir, write_json
     from coati.cli import args_record
     from coati.trainer.metrics import plot_metrics
 
     logger.close()
     if args.need_optim_ckpt:  # a full checkpoint: optimizer, scheduler and RNG states, resumable
-        checkpointer.save(trainer.global_step, trainer.state_dict())
+        checkpointer.save(progress.global_step, progress.state_dict())
     # Rank 0 writes; the folder appears complete or not at all.
     with atomic_dir(args.save_path) if strategy.is_rank0 else contextlib.nullcontext() as out:
         strategy.save_hf(model, tokenizer, out, args.merge_lora)

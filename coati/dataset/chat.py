@@ -23,10 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 
-import torch
-
-from coati.dataset.io import ReadReport
-from coati.dataset.sft import IGNORE_INDEX, Keys, SFTDataset
+from coati.dataset.sft import IGNORE_INDEX, Keys, LabelledRows, SFTDataset
 from coati.dataset.templates import TEMPLATES
 from coati.errors import UserError
 
@@ -329,7 +326,7 @@ def trained_token_mask(tokenizer, text: str, spans: list[tuple[int, int]]) -> tu
 
 
 # -- datasets -----------------------------------------------------------------------------------------------
-class ChatSFTDataset(torch.utils.data.Dataset):
+class ChatSFTDataset(LabelledRows):
     """Tokenised conversations. Each item: input_ids (L,) and labels (L,), -100 where not trained.
 
     Rows that are not a usable conversation are dropped and counted in `report` with their row numbers;
@@ -342,8 +339,7 @@ class ChatSFTDataset(torch.utils.data.Dataset):
             raise UserError(f"{source} row 0 has no key '{messages_key}' (nor 'conversations') and neither has any "
                             f"other row (keys found: {', '.join(map(str, rows[0]))}); name the column with "
                             "--messages_str")
-        self.report = ReadReport(source)
-        self.examples: list[tuple[list[int], list[int]]] = []
+        super().__init__(source)
         for number, row in enumerate(rows, start=1):
             self.report.read += 1
             try:
@@ -364,24 +360,6 @@ class ChatSFTDataset(torch.utils.data.Dataset):
         self.report.used = len(self.examples)
         if not self.examples:
             raise UserError(f"{source}: no usable conversation ({self.report.reasons()})")
-
-    @property
-    def truncated(self) -> int:
-        return self.report.truncated
-
-    @property
-    def dropped(self) -> int:
-        return self.report.dropped
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, idx: int) -> dict:
-        ids, labels = self.examples[idx]
-        return {"input_ids": ids, "labels": labels}
-
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids, _ in self.examples]
 
 
 def instruction_rows_as_conversations(rows: list[dict], keys: Keys | None = None) -> list[dict]:

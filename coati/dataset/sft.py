@@ -32,7 +32,34 @@ def encode_response(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-class SFTDataset(torch.utils.data.Dataset):
+class LabelledRows(torch.utils.data.Dataset):
+    """Rows already tokenised as (input_ids, labels), labels -100 where nothing is trained, with the read report
+    of how they were made. Each item: input_ids (L,) and labels (L,)."""
+
+    def __init__(self, source: str):
+        self.examples: list[tuple[list[int], list[int]]] = []
+        self.report = ReadReport(source)
+
+    @property
+    def truncated(self) -> int:
+        return self.report.truncated
+
+    @property
+    def dropped(self) -> int:
+        return self.report.dropped
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, idx: int) -> dict:
+        ids, labels = self.examples[idx]
+        return {"input_ids": ids, "labels": labels}
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids, _ in self.examples]
+
+
+class SFTDataset(LabelledRows):
     """Tokenised SFT rows. Each item: input_ids (L,) and labels (L,) with the prompt set to -100.
 
     Prompt and response are tokenised separately, exactly as the prompt is tokenised for generation,
@@ -47,8 +74,7 @@ class SFTDataset(torch.utils.data.Dataset):
         keys = keys or Keys()
         require_keys_somewhere(rows, [keys.instruction, keys.output], source,
                                hint="name the columns with --instruction_str/--input_str/--output_str")
-        self.examples: list[tuple[list[int], int]] = []
-        self.report = ReadReport(source)
+        super().__init__(source)
         for number, row in enumerate(rows, start=1):
             self.report.read += 1
             why = _missing_value(row, (keys.instruction, keys.output))
@@ -69,7 +95,7 @@ class SFTDataset(torch.utils.data.Dataset):
             if len(prompt_ids) + len(response_ids) > max_len:
                 self.report.truncated += 1
                 response_ids = response_ids[: max_len - len(prompt_ids)]
-            self.examples.append((prompt_ids + response_ids, len(prompt_ids)))
+            self.examples.append((prompt_ids + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids))
         self.report.used = len(self.examples)
         if not self.examples:
             if set(self.report.dropped_rows) == {f"whose prompt alone fills --max_len {max_len}"}:
@@ -77,24 +103,6 @@ class SFTDataset(torch.utils.data.Dataset):
                                 f"(--max_len {self.report.keep_len} keeps them all)")
             raise UserError(f"{source}: no usable row ({self.report.reasons()})")
 
-    @property
-    def truncated(self) -> int:
-        return self.report.truncated
-
-    @property
-    def dropped(self) -> int:
-        return self.report.dropped
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, idx: int) -> dict:
-        ids, prompt_len = self.examples[idx]
-        labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
-        return {"input_ids": ids, "labels": labels}
-
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids, _ in self.examples]
 
 
 def _missing_value(row: dict, keys) -> str:

@@ -93,25 +93,12 @@ class DPOTrainer:
                               accumulation_steps=accumulation_steps, max_epochs=max_epochs, logger=logger,
                               log_interval=log_interval, eval_interval=eval_interval,
                               checkpointer=checkpointer, bar={"loss": ".4f", "accuracy": ".2f"},
-                              count=pairs_and_tokens, evaluate_first=True)
+                              count=pairs_and_tokens, evaluate_first=True, scheduler=scheduler)
         self.last = {}
-
-    @property
-    def global_step(self) -> int:
-        return self.loop.global_step
-
-    def state_dict(self) -> dict:
-        return self.loop.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loop.load_state_dict(state)
 
     def fit(self) -> None:
         self.model.train()  # evaluate() hands the model back in training mode
-        self.loop.run(self._logged_step, self.evaluate)
-
-    def _logged_step(self, micro_batches: list[dict]) -> dict:
-        return {**self.train_step(micro_batches), "lr": self.scheduler.get_last_lr()[0]}
+        self.loop.run(self.train_step, self.evaluate)
 
     def _reference(self, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if not needs_reference(self.loss_type):
@@ -153,7 +140,7 @@ class DPOTrainer:
                                        self.optimizer)
             sums += batch_sums.to(sums.device)
         stats = dict(zip(FIGURES, (self.strategy.all_reduce(sums, "sum") / n_global).tolist()))
-        step = self.global_step + 1
+        step = self.loop.global_step + 1
         if finite_or_skip(stats["loss"], f"{self.loss_type} loss", step, self.skip_nonfinite):
             norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
             if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):

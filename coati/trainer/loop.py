@@ -21,7 +21,8 @@ class EpochLoop:
     """Runs a stage's optimizer step over its loader, epoch after epoch, accumulation_steps batches a step.
 
     The stage supplies, to `run`:
-      step(micro_batches: list[dict]) -> dict   one optimizer step; its figures (logged every log_interval)
+      step(micro_batches: list[dict]) -> dict   one optimizer step; its figures (logged every log_interval, with
+                                               the scheduler's learning rate as "lr" when a scheduler is given)
       evaluate(epoch: int) -> dict | None      held-out figures, logged with split "eval" (None: no eval set)
     Evaluation runs every eval_interval steps, and at the end of each epoch unless eval_interval is set and
     the epoch ended on such a step; with evaluate_first, also before the first step of a fresh run.
@@ -34,13 +35,15 @@ class EpochLoop:
     def __init__(self, *, strategy, loader, name: str, accumulation_steps: int = 1, max_epochs: int = 1,
                  logger=None, log_interval: int = 1, eval_interval: int = 0, checkpointer=None,
                  bar: dict[str, str] | None = None,
-                 count: Callable[[dict], tuple[int, int]] = rows_and_tokens, evaluate_first: bool = False):
+                 count: Callable[[dict], tuple[int, int]] = rows_and_tokens, evaluate_first: bool = False,
+                 scheduler=None):
         self.strategy, self.loader, self.name = strategy, loader, name
         self.accumulation_steps, self.max_epochs = accumulation_steps, max_epochs
         self.logger, self.log_interval, self.eval_interval = logger, log_interval, eval_interval
         self.checkpointer, self.evaluate_first = checkpointer, evaluate_first
         self.bar = bar if bar is not None else {"loss": ".4f"}  # figure -> format shown on the progress bar
         self.count = count  # micro-batch -> (samples, real tokens) for the throughput figures
+        self.scheduler = scheduler  # its learning rate is logged with each step's figures
         self.steps_per_epoch = math.ceil(len(loader) / accumulation_steps)
         self.global_step = self.epoch = self.batches_done = 0
 
@@ -65,6 +68,8 @@ class EpochLoop:
                 batches = itertools.islice(iter(self.loader), self.batches_done, None)
                 for micro_batches in _groups(batches, self.accumulation_steps):
                     stats = step(micro_batches)
+                    if self.scheduler is not None:
+                        stats = {**stats, "lr": self.scheduler.get_last_lr()[0]}
                     samples, tokens = (sum(n) for n in zip(*map(self.count, micro_batches)))
                     speed.add(samples, tokens)
                     self.global_step += 1

@@ -28,25 +28,12 @@ class RewardModelTrainer:
                               accumulation_steps=accumulation_steps, max_epochs=max_epochs, logger=logger,
                               log_interval=log_interval, eval_interval=eval_interval,
                               checkpointer=checkpointer, bar={"loss": ".4f", "acc": ".2f"},
-                              count=pairs_and_tokens, evaluate_first=True)
+                              count=pairs_and_tokens, evaluate_first=True, scheduler=scheduler)
         self.last = {}
-
-    @property
-    def global_step(self) -> int:
-        return self.loop.global_step
-
-    def state_dict(self) -> dict:
-        return self.loop.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loop.load_state_dict(state)
 
     def fit(self) -> None:
         self.model.train()  # evaluate() hands the model back in training mode
-        self.loop.run(self._logged_step, self.evaluate)
-
-    def _logged_step(self, micro_batches: list[dict]) -> dict:
-        return {**self.train_step(micro_batches), "lr": self.scheduler.get_last_lr()[0]}
+        self.loop.run(self.train_step, self.evaluate)
 
     def _scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.strategy.device) for k, v in batch.items()}
@@ -73,7 +60,7 @@ class RewardModelTrainer:
             # weights n_i / n: exactly 1 for a single micro-batch, so its figures are its own to the last bit
             stats += (n[i] / sum(n)) * torch.stack([loss.detach(), pair_accuracy(chosen, rejected),
                                                     pair_distance(chosen, rejected)])
-        step = self.global_step + 1
+        step = self.loop.global_step + 1
         mean_loss = float(self.strategy.all_reduce(stats[0], "mean"))
         if finite_or_skip(mean_loss, "reward-model loss", step, self.skip_nonfinite):
             norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)

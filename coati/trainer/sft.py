@@ -21,26 +21,12 @@ class SFTTrainer:
         self.loop = EpochLoop(strategy=strategy, loader=train_loader, name="sft",
                               accumulation_steps=accumulation_steps, max_epochs=max_epochs, logger=logger,
                               log_interval=log_interval, eval_interval=eval_interval,
-                              checkpointer=checkpointer, bar={"loss": ".4f", "lr": ".2e"})
+                              checkpointer=checkpointer, bar={"loss": ".4f", "lr": ".2e"}, scheduler=scheduler)
         self.last_loss = self.last_eval_loss = None
-
-    @property
-    def global_step(self) -> int:
-        return self.loop.global_step
-
-    def state_dict(self) -> dict:
-        return self.loop.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loop.load_state_dict(state)
 
     def fit(self) -> None:
         self.model.train()  # evaluate() hands the model back in training mode
-        self.loop.run(self._logged_step, self.evaluate)
-
-    def _logged_step(self, micro_batches: list[dict]) -> dict:
-        loss = self.train_step(micro_batches)
-        return {"loss": loss, "lr": self.scheduler.get_last_lr()[0]}
+        self.loop.run(lambda micro_batches: {"loss": self.train_step(micro_batches)}, self.evaluate)
 
     def train_step(self, micro_batches: list[dict]) -> float:
         """One optimizer step over k micro-batches; returns the mean token loss over all of them.
@@ -62,7 +48,7 @@ class SFTTrainer:
                 self.strategy.backward(nll * scale, self.model, self.optimizer)
             total += nll.detach()
         loss = float(self.strategy.all_reduce(total, op="sum")) / max(n_global, 1.0)
-        step = self.global_step + 1
+        step = self.loop.global_step + 1
         if not finite_or_skip(loss, "training loss", step, self.skip_nonfinite):
             self.strategy.zero_grad(self.optimizer, self.model)
             return loss
