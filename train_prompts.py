@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--value_clip", type=float, default=0.2, help="value clip (0 disables)")
     p.add_argument("--vf_coef", type=float, default=1.0, help="weight of the value loss")
     p.add_argument("--offload_frozen", action="store_true",
-                   help="keep the initial and reward models on the CPU except while they score")
+                   help="keep the initial and reward models on the CPU except while they score (under LoRA the "
+                        "initial model is the actor with its adapters off, so only the reward model moves)")
     p.add_argument("--allow_template_mismatch", action="store_true",
                    help="run although the actor and the reward model carry different chat templates")
     return p.parse_args(argv)
@@ -179,10 +180,12 @@ def main(args) -> dict:
         if template is not None:
             print(f"[ppo] chat template: {template.name}", file=sys.stderr)
 
-    # Actor and its frozen twin from --pretrain; reward model and critic from the stage-2 model.
+    # Actor and its frozen reference from --pretrain; reward model and critic from the stage-2 model. Under LoRA the
+    # reference is the actor with its adapters switched off (None here): the base weights are held once.
     actor = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code, args.grad_checkpoint)
     actor = apply_lora(actor, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
-    initial = load_causal_lm(args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code).requires_grad_(False)
+    initial = None if args.lora_rank > 0 else load_causal_lm(
+        args.pretrain, family, tokenizer, args.dtype, args.trust_remote_code).requires_grad_(False).eval()
     reward_hf = load_sequence_scorer(rm_source, rm_family, rm_tokenizer, args.dtype, args.trust_remote_code)
     critic_hf = load_sequence_scorer(rm_source, rm_family, rm_tokenizer, args.dtype, args.trust_remote_code,
                                      args.grad_checkpoint)
@@ -193,12 +196,12 @@ def main(args) -> dict:
             print(f"[ppo] {args.rm_path}: {note}", file=sys.stderr)
     critic_hf = apply_lora(critic_hf, args.lora_rank, args.lora_alpha, args.lora_dropout, "SEQ_CLS")
     reward_model = ValueModel(reward_hf).requires_grad_(False).eval()
-    initial.eval()
 
     actor, actor_optim = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
     critic, critic_optim = strategy.prepare_train(ValueModel(critic_hf), args.critic_lr, args.weight_decay)
     frozen_device = "cpu" if args.offload_frozen else strategy.device
-    initial, reward_model = initial.to(frozen_device), reward_model.to(frozen_device)
+    initial = initial.to(frozen_device) if initial is not None else None
+    reward_model = reward_model.to(frozen_device)
 
     prompt_collate = LeftPadCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
     prompt_loader = strategy.dataloader(prompts, args.experience_batch_size, prompt_collate,

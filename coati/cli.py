@@ -133,7 +133,9 @@ def base_parser(description: str, epochs: bool = True) -> argparse.ArgumentParse
     p.add_argument("--skip_nonfinite", action="store_true",
                    help="skip a step whose loss or gradient is inf/NaN instead of stopping the run")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="weights dtype (trained bf16/fp16 weights are stepped through fp32 master copies)")
+                   help="weights dtype (trained bf16/fp16 weights are stepped through fp32 master copies); bf16 is "
+                        "refused on a device without native bf16 (a CPU without avx512_bf16/amx_bf16, a GPU "
+                        "before compute capability 8.0), where it runs many times slower than fp32")
     p.add_argument("--trust_remote_code", action="store_true", help="allow model code from the checkpoint")
     return p
 
@@ -234,9 +236,10 @@ def check_common(args: argparse.Namespace) -> None:
     from coati.dataset.chat import check_chat_template_flag
 
     check_chat_template_flag(getattr(args, "chat_template", None))
-    from coati.strategies import check_strategy
+    from coati.strategies import check_dtype, check_strategy
 
     check_strategy(args.strategy, args.dtype)
+    check_dtype(args.dtype)
     if args.tokenizer:
         check_tokenizer_source(args.tokenizer)
     if os.path.isfile(args.save_path):

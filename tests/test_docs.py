@@ -34,7 +34,8 @@ QUICKSTART = [
 FOREIGN = {"pip", "pytest", "git", "cd", "export", "source", ".", "ls", "cat", "tensorboard", "rm", "mkdir"}
 FLAG = re.compile(r"(?<![\w-])--[a-zA-Z][\w-]*")
 SHELL = {"bash", "sh", "shell", "console", ""}
-BENCHMARKS = ("benchmarks/run.py", "benchmarks/efficiency.py", "benchmarks/gpu_strategies.py")  # own parsers
+BENCHMARKS = ("benchmarks/run.py", "benchmarks/efficiency.py", "benchmarks/gpu_strategies.py",
+              "benchmarks/real_shapes.py")  # own parsers
 # Shell commands at the start of an inline code span (`python ...`, `torchrun ...`, `bash ...`).
 INLINE_COMMAND = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*(?:python3?|torchrun|bash|sh)\s")
 
@@ -42,7 +43,8 @@ INLINE_COMMAND = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*(?:python3?|tor
 # -- parsers ----------------------------------------------------------------------------------------------
 @functools.cache
 def parser_of(program: str) -> argparse.ArgumentParser:
-    """The argparse parser of a script in SCRIPTS, 'torchrun', 'coati.kit', 'tools/flag_tables.py' or BENCHMARKS."""
+    """The argparse parser of a script in SCRIPTS, 'torchrun', 'coati.kit', 'coati.memory', 'tools/flag_tables.py' or
+    BENCHMARKS."""
     if program in SCRIPTS:
         return flag_tables.script_parser(program)
     if program == "torchrun":
@@ -57,6 +59,10 @@ def parser_of(program: str) -> argparse.ArgumentParser:
         from coati import evaluate
 
         return flag_tables.capture_parser(lambda: evaluate.parse_args([]))
+    if program == "coati.memory":
+        from coati import memory
+
+        return flag_tables.capture_parser(lambda: memory.parse_args([]))
     if program == "tools/flag_tables.py":
         return flag_tables.capture_parser(lambda: flag_tables.main([]))
     if program == "coati.data":
@@ -94,7 +100,8 @@ def options(program: str) -> frozenset[str]:
 
 
 def all_options() -> frozenset[str]:
-    programs = (*SCRIPTS, "torchrun", "coati.kit", "coati.data", "coati.evaluate", "tools/flag_tables.py")
+    programs = (*SCRIPTS, "torchrun", "coati.kit", "coati.data", "coati.evaluate", "coati.memory",
+                "tools/flag_tables.py")
     return frozenset().union(*(options(p) for p in programs))
 
 
@@ -153,7 +160,7 @@ def classify(tokens: list[str]) -> tuple[str | None, list[str], list[str]]:
     if head in ("python", "python3"):
         if rest[1:2] == ["-m"]:
             module = rest[2]
-            if module in ("coati.kit", "coati.data", "coati.evaluate"):
+            if module in ("coati.kit", "coati.data", "coati.evaluate", "coati.memory"):
                 return module, rest[3:], launcher
             if module in ("pytest", "coati.summary", "venv", "pip"):
                 return None, rest[3:], launcher
@@ -307,7 +314,7 @@ def page_commands(page: str) -> list[tuple[list[str], int, bool]]:
 
 def section_flag_problems(text: str, section_script: str | None, where: str) -> list[str]:
     allowed = options(section_script) if section_script else all_options()
-    owner = section_script or "any coati script, torchrun, coati.kit or coati.evaluate"
+    owner = section_script or "any coati script, torchrun, coati.kit, coati.evaluate or coati.memory"
     return [f"{where}: {flag} is not a flag of {owner}" for flag in FLAG.findall(text) if flag not in allowed]
 
 

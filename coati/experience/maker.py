@@ -8,6 +8,7 @@ import torch
 
 from coati.experience.experience import Sample
 from coati.models.forward import causal_lm_logits
+from coati.models.loading import adapters_disabled
 from coati.models.sampling import sample
 from coati.ops import (
     action_mask_from_sequences,
@@ -21,6 +22,8 @@ class ExperienceMaker:
     """Generate with the actor (which gives its log-probs too), then one forward each of the initial model, critic
     and reward model.
 
+    initial_model None: the actor is LoRA-wrapped and its reference is the actor with its adapters switched off
+    (the base weights it was trained from), so no second copy of the model is held.
     offload_frozen: keep the initial and reward models on the CPU except while they score, to save
     accelerator memory at the cost of two copies per rollout.
     """
@@ -35,6 +38,10 @@ class ExperienceMaker:
 
     @contextlib.contextmanager
     def _on_device(self, model):
+        if model is None:  # the reference is the actor with its adapters off
+            with adapters_disabled(self.strategy.unwrap(self.actor)):
+                yield self.strategy.unwrap(self.actor)
+            return
         if self.offload_frozen:
             model.to(self.strategy.device)
         try:

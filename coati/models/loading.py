@@ -250,3 +250,13 @@ def apply_lora(model, rank: int, alpha: int, dropout: float, task_type: str = "C
 
 def is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
+def adapters_disabled(model):
+    """Context in which a LoRA-wrapped model (or DDP around one) computes as its base model: peft switches
+    its adapters off for the block. PPO's reference under LoRA is the actor seen this way, so the frozen base
+    weights are held once, not twice."""
+    inner = model.module if hasattr(model, "module") else model
+    if not is_peft(inner):
+        raise TypeError(f"adapters_disabled needs a peft model, got {type(inner).__name__}")
+    return inner.disable_adapter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 from coati.errors import UserError
 
@@ -39,6 +40,48 @@ def check_strategy(name: str, mixed_precision: str | None = None) -> None:
         if importlib.util.find_spec("colossalai") is None:
             raise UserError(f"--strategy {name} needs ColossalAI, which is not installed: {COLOSSALAI_INSTALL} "
                             "(its own stack: torch 2.5.1, transformers 4.51.3), or use fsdp or ddp")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (x86 'flags', Arm 'Features'); empty where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            lines = [line for line in f if line.startswith(("flags", "Features"))]
+    except OSError:
+        return set()
+    return set(lines[0].split(":", 1)[1].split()) if lines else set()
+
+
+# x86: AVX512-BF16 or AMX-BF16 instructions; Arm: the BF16 extension. Without them torch runs bf16 matmuls through
+# conversions, far slower than fp32 (benchmarks/README.md, "Real shapes").
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+# Set to 1 to run bf16 anyway (the tests do: their models are tiny, so the slow path costs nothing there).
+ALLOW_SLOW_BF16 = "COATI_ALLOW_SLOW_BF16"
+
+
+def native_bf16(device_type: str) -> bool | None:
+    """Whether `device_type` ("cpu" or "cuda") computes bf16 natively; None when the CPU's flags are unknown."""
+    import torch
+
+    if device_type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    flags = cpu_flags()
+    return any(f in flags for f in NATIVE_BF16_FLAGS) if flags else None
+
+
+def check_dtype(dtype: str) -> None:
+    """Refuse --dtype bf16 where the run's device has no native bf16, before any model loads: there it is a trap
+    (benchmarks/README.md, "Real shapes"). fp32 runs everywhere."""
+    if dtype != "bf16" or os.environ.get(ALLOW_SLOW_BF16) == "1":
+        return
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if native_bf16(device) is False:
+        where = "this GPU (bf16 needs compute capability 8.0 or later)" if device == "cuda" else \
+            "this CPU (it has neither avx512_bf16 nor amx_bf16)"
+        raise UserError(f"--dtype bf16 is not computed natively on {where} and would run many times slower than "
+                        f"fp32; use --dtype fp32 (or set {ALLOW_SLOW_BF16}=1 to run it anyway)")
 
 
 def _torch_version() -> tuple[int, int]:
