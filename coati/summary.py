@@ -15,6 +15,15 @@ def _records(folder: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _algo(folder: str) -> str:
+    """The RL algorithm of an output folder, from its args.json (PPO when it names none)."""
+    path = os.path.join(folder, "args.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return str(json.load(f).get("algo", "ppo")).upper().replace("REINFORCE_PP", "REINFORCE++")
+    return "PPO"
+
+
 def describe(folder: str) -> str:
     """One line for a stage's output folder, from its metrics.jsonl."""
     recs = _records(folder)
@@ -27,9 +36,13 @@ def describe(folder: str) -> str:
         k = max(1, len(train) // 4)
         first = sum(r["reward"] for r in train[:k]) / k
         last = sum(r["reward"] for r in train[-k:]) / k
-        text = (f"PPO  {len(train)} episodes, {train[-1]['step']} updates: reward {first:+.3f} -> {last:+.3f}, "
-                f"KL {train[-1]['kl']:.3f}")
-        if evals:
+        text = (f"{_algo(folder):<4} {len(train)} episodes, {train[-1]['step']} updates: reward {first:+.3f} -> "
+                f"{last:+.3f}, KL {train[-1]['kl']:.3f}")
+        if evals and "eval_reward" in evals[0]:
+            text += (f"\n     held-out reward, greedy {evals[0]['eval_reward']:+.3f} -> {evals[-1]['eval_reward']:+.3f}, "
+                     f"sampled {evals[0]['eval_reward_sampled']:+.3f} -> {evals[-1]['eval_reward_sampled']:+.3f} "
+                     "(before -> after training)")
+        elif evals:
             text += f"; held-out reward {evals[-1]['reward_before']:+.3f} -> {evals[-1]['reward']:+.3f}"
     elif "acc" in train[-1]:
         text = f"RM   {train[-1]['step']} steps: loss {train[-1]['loss']:.4f}"

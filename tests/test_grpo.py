@@ -178,6 +178,12 @@ def test_reward_functions_see_raw_prompts_decoded_answers_and_aligned_columns(se
     metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("split", "train") for r in metrics] == ["eval", "train", "eval"]
     assert (tmp_path / "out" / "grpo_reward_kl.png").exists()
+    from coati.summary import describe
+
+    text = describe(str(tmp_path / "out"))
+    assert text.startswith("GRPO 1 episodes, 1 updates: reward ")
+    assert (f"held-out reward, greedy {before['eval_reward']:+.3f} -> {after['eval_reward']:+.3f}, sampled "
+            f"{before['eval_reward_sampled']:+.3f} -> {after['eval_reward_sampled']:+.3f}") in text
 
 
 @pytest.mark.parametrize("fn, message", [
