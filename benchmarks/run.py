@@ -38,9 +38,10 @@ ROOT = os.path.dirname(HERE)
 VENV_PYTHON = "/root/.cache/coati-bench/venv/bin/python"
 TARGETS = {"sft": 1.0, "rm": 1.0, "ppo": 1.5, "dpo": 1.3, "dpo_pre": 1.3}  # ours/TRL throughput the issues ask for
 STAGE_NAMES = {"sft": "SFT", "rm": "RM", "ppo": "PPO episode", "dpo": "DPO", "dpo_pre": "DPO, precomputed ref"}
+TARGETS["grpo"], STAGE_NAMES["grpo"] = 1.5, "GRPO"  # answers per second
 PHASES = ("generation", "scoring", "training", "other")  # workloads.PPOPhases
 WORK_FLAGS = ("batch_size", "max_len", "episodes", "rollout_batch", "collect_steps", "ppo_epochs", "response_len",
-              "threads")
+              "threads", "generations", "beta")
 
 
 def parse_args(argv=None):
@@ -319,7 +320,25 @@ def markdown(rows: list[dict], a, info: dict) -> str:
             f"{a.batch_size * 2}); max_len {a.max_len}; fp32; "
             + ("one process." if a.nproc == 1 else f"{a.nproc} processes (the batch sizes are per process; samples "
                "and tokens count all processes; peak memory is rank 0's)."))
-    return "\n".join(out + ["", work]) + "\n"
+    return "\n".join(out + grpo_lines(rows, a, info) + ["", work]) + "\n"
+
+
+def grpo_lines(rows: list[dict], a, info: dict) -> list[str]:
+    """The GRPO work, and coati's GRPO memory against its PPO on the same model (no critic; a reference only
+    with beta > 0)."""
+    grpo = [r for r in rows if r["stage"] == "grpo" and not r.get("missing")]
+    if not grpo:
+        return []
+    out = ["", f"GRPO work per run: {a.episodes} episodes x {a.rollout_batch} prompts x {a.generations} answers of "
+               f"{a.response_len} tokens, {a.ppo_epochs} passes over minibatches of {a.batch_size * 2} answers, "
+               f"beta {a.beta} (k3 KL loss, so a reference model on both sides), one reward function; samples are "
+               "answers."]
+    ppo = {r["model"]: r for r in rows if r["stage"] == "ppo" and not r.get("missing")}
+    same = [r for r in grpo if r["model"] in ppo]
+    if same:
+        out += ["", "coati's memory, GRPO against PPO on the same model ({}): ".format(info["memory"]) + "; ".join(
+            f"{r['model']}: GRPO {r['ours_mem']:.0f}, PPO {ppo[r['model']]['ours_mem']:.0f}" for r in same)]
+    return out
 
 
 def matmul_peak(a, info: dict) -> float:

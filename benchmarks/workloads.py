@@ -7,6 +7,7 @@ run alone:
     python benchmarks/workloads.py run --work DIR --side ours --stage sft --model gpt2
     python benchmarks/workloads.py run --work DIR --side trl  --stage ppo --model gptneox
     python benchmarks/workloads.py run --work DIR --side ours --stage dpo_pre --model gpt2   # --precompute_ref
+    python benchmarks/workloads.py run --work DIR --side trl  --stage grpo --model gpt2
 
 `run` prints one line `RESULT {json}` on stdout: wall time of the training loop, samples, tokens, steps, the
 process's peak RSS and, for PPO, the loop's time by phase (`PPOPhases`). With --count_flops, also the span's
@@ -105,6 +106,15 @@ def setup(work: str, sft_rows: int, rm_pairs: int) -> None:
     dump("ppo_ours.json", [{"prompt": r["prompt"]} for r in prompts])
     dump("ppo_trl.json", [{"input_ids": tok(build_prompt(r["prompt"], "", LANGUAGE))["input_ids"]}
                           for r in prompts])
+    setup_grpo(work, prompts, dump)
+
+
+def setup_grpo(work: str, prompts: list[dict], dump) -> None:
+    """GRPO: the PPO prompts; TRL gets the templated text (it tokenises prompts itself, with the same tokenizer)."""
+    from coati.dataset.templates import build_prompt
+
+    dump("grpo_ours.json", [{"prompt": r["prompt"]} for r in prompts])
+    dump("grpo_trl.json", [{"prompt": build_prompt(r["prompt"], "", LANGUAGE)} for r in prompts])
 
 
 # -- measurement helpers --------------------------------------------------------------------------------------
@@ -554,6 +564,100 @@ RUNS = {("ours", "sft"): ours_sft, ("ours", "rm"): ours_rm, ("ours", "ppo"): our
         ("trl", "dpo_pre"): _precomputed(trl_dpo)}
 
 
+# -- GRPO: both sides, one reward function, G answers per prompt -----------------------------------------------
+def bench_reward(prompts, completions=None, responses=None, **_) -> list[float]:
+    """The reward both sides call (TRL passes `completions`, coati `responses`): distinct characters / 10, cheap
+    and different between answers, so the groups' advantages are not all 0."""
+    answers = responses if responses is not None else completions
+    return [len(set(a)) / 10 for a in answers]
+
+
+def grpo_shape(a) -> dict:
+    """One episode: rollout_batch prompts x generations answers, ppo_epochs passes over them in minibatches of
+    2 x batch_size answers (TRL: steps_per_generation minibatches per generation, num_iterations passes)."""
+    answers = a.rollout_batch * a.generations
+    minibatch = a.batch_size * 2
+    if answers % minibatch:
+        raise SystemExit(f"rollout_batch x generations ({answers}) must be a multiple of 2 x batch_size ({minibatch})")
+    return {"answers": answers, "minibatch": minibatch, "steps_per_generation": answers // minibatch}
+
+
+def ours_grpo(a) -> dict:
+    import train_prompts
+    from coati.experience import maker as maker_mod
+    from coati.trainer.ppo import PPOTrainer
+
+    shape = grpo_shape(a)
+    clock, seen = Clock(), {"samples": 0, "tokens": 0, "response_tokens": 0}
+    original_init, original_make = maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make
+
+    def init(self, *args, **kwargs):  # fixed-length answers, as TRL's with min_new_tokens
+        original_init(self, *args, **kwargs)
+        self.gen_kwargs = {**self.gen_kwargs, "min_new_tokens": a.response_len}
+
+    def make(self, prompts, kl_coef):
+        samples = original_make(self, prompts, kl_coef)
+        seen["samples"] += len(samples)
+        seen["response_tokens"] += sum(len(s.response) for s in samples)
+        seen["tokens"] += sum(len(s.prompt) + len(s.response) for s in samples)
+        return samples
+
+    maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
+    time_method(PPOTrainer, "fit", clock)
+    argv = common_ours(a) + [
+        "--algo", "grpo", "--prompt_dataset", os.path.join(a.work, "grpo_ours.json"), "--ppo_instruction_str",
+        "prompt", "--reward_fn", f"{os.path.abspath(__file__)}:bench_reward", "--num_generations",
+        str(a.generations), "--num_episodes", str(a.episodes), "--num_collect_steps", "1",
+        "--experience_batch_size", str(a.rollout_batch), "--train_batch_size", str(shape["minibatch"]),
+        "--num_update_steps", str(a.ppo_epochs), "--max_new_tokens", str(a.response_len), "--top_k", "0",
+        "--top_p", "1.0", "--temperature", "1.0", "--kl_coef", "0", "--kl_loss_coef", str(a.beta),
+        "--scale_rewards", "group", "--loss_agg", "token", "--max_input_len", "256", "--actor_lr", "1e-6",
+    ]
+    out = train_prompts.main(train_prompts.parse_args(argv))
+    seen = {k: v * world_size() for k, v in seen.items()}
+    return dict(**clock.figures(), steps=len(out["history"]), **seen)
+
+
+def trl_grpo(a) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    shape = grpo_shape(a)
+    clock = Clock()
+    with open(os.path.join(a.work, "grpo_trl.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    tok = trl_tokenizer(a)
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(a.work, f"model-{a.model}"), dtype="float32")
+    # bnpo: the token mean over each minibatch, which is coati's --loss_agg token; beta > 0 loads the reference.
+    cfg = GRPOConfig(per_device_train_batch_size=shape["minibatch"], steps_per_generation=shape["steps_per_generation"],
+                     num_generations=a.generations, num_iterations=a.ppo_epochs, max_completion_length=a.response_len,
+                     generation_kwargs={"min_new_tokens": a.response_len}, temperature=1.0, top_k=0, top_p=1.0,
+                     beta=a.beta, loss_type="bnpo", scale_rewards="group", learning_rate=1e-6,
+                     max_steps=a.episodes * shape["steps_per_generation"] * a.ppo_epochs, log_completions=False,
+                     **trl_common(a))
+    trainer = GRPOTrainer(model=model, reward_funcs=bench_reward, args=cfg, train_dataset=Dataset.from_list(rows),
+                          processing_class=tok, callbacks=[span_callback(clock)])
+    seen = {"samples": 0, "tokens": 0, "response_tokens": 0}
+    original = trainer._generate_and_score_completions
+
+    def counted(inputs):
+        out = original(inputs)
+        seen["samples"] += int(out["completion_ids"].shape[0])
+        seen["response_tokens"] += int(out["completion_mask"].sum())
+        seen["tokens"] += int(out["completion_mask"].sum() + out["prompt_mask"].sum())
+        return out
+
+    trainer._generate_and_score_completions = counted
+    trainer.train()
+    seen = {k: v * world_size() for k, v in seen.items()}
+    return dict(**clock.figures(), steps=a.episodes, **seen)
+
+
+RUNS.update({("ours", "grpo"): ours_grpo, ("trl", "grpo"): trl_grpo})
+STAGES = tuple(dict.fromkeys(stage for _, stage in RUNS))
+
+
 def add_work_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=4, help="SFT/RM batch; PPO minibatch is twice this")
     p.add_argument("--max_len", type=int, default=256)
@@ -562,6 +666,8 @@ def add_work_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collect_steps", type=int, default=2, help="PPO rollout batches per episode")
     p.add_argument("--ppo_epochs", type=int, default=2, help="PPO passes over the episode's buffer")
     p.add_argument("--response_len", type=int, default=32, help="PPO response tokens (fixed on both sides)")
+    p.add_argument("--generations", type=int, default=4, help="GRPO answers per prompt")
+    p.add_argument("--beta", type=float, default=0.04, help="GRPO k3 KL loss weight (coati --kl_loss_coef)")
 
 
 def main(argv=None) -> None:
@@ -575,7 +681,7 @@ def main(argv=None) -> None:
     r.add_argument("--work", required=True)
     r.add_argument("--scratch", required=True, help="this run's output folder (deleted by the caller)")
     r.add_argument("--side", choices=("ours", "trl"), required=True)
-    r.add_argument("--stage", choices=("sft", "rm", "ppo", "dpo", "dpo_pre"), required=True)
+    r.add_argument("--stage", choices=STAGES, required=True)
     r.add_argument("--model", choices=MODELS, required=True)
     r.add_argument("--offload", action="store_true", help="coati PPO with --offload_frozen")
     r.add_argument("--grad_ckpt", action="store_true", help="coati SFT with --grad_checkpoint")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from coati.ops import compute_token_rewards
+from coati.ops import compute_token_rewards, masked_moments, whiten
 
 GRPO_SCALES = ("group", "batch", "none")
 BASELINES = ("none", "group")
@@ -36,22 +36,8 @@ def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return rewards.view(-1, group_size)
 
 
-def masked_moments(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """[sum, sum of squares, count] of x where mask is set, in float64.
-
-    x, mask: same shape (mask None: every entry); returns (3,). Sums (not means) so that the moments of
-    several ranks add up to the moments of their union under one all-reduce.
-    """
-    x = x.detach().double()
-    if mask is None:
-        mask = torch.ones_like(x, dtype=torch.bool)
-    mask = mask.bool()
-    picked = torch.where(mask, x, torch.zeros_like(x))
-    return torch.stack([picked.sum(), (picked**2).sum(), mask.sum().double()])
-
-
 def mean_std_from_moments(moments: torch.Tensor, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) scalars from masked_moments' [sum, sum of squares, count], float64.
+    """(mean, std) scalars from coati.ops.masked_moments' [sum, sum of squares, count], float64.
 
     unbiased divides the squared deviations by count - 1 (count 1 then gives std 0, not nan).
     """
@@ -90,7 +76,7 @@ def grpo_advantages(
     if scale == "group":
         centred = centred / (grouped.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":
-        _, std = mean_std_from_moments(_reduced(masked_moments(rewards), reduce), unbiased=True)
+        _, std = mean_std_from_moments(_reduced(masked_moments(rewards.detach()), reduce), unbiased=True)
         centred = centred / (std + eps)
     return centred.reshape(-1).to(rewards.dtype)
 
@@ -156,10 +142,8 @@ def reinforce_pp_advantages(
         scores = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
     rewards, kl = compute_token_rewards(scores, logp, ref_logp, action_mask, kl_coef, reward_clip)
     returns = discounted_returns(rewards, action_mask, gamma)
-    mean, std = mean_std_from_moments(_reduced(masked_moments(returns, action_mask), reduce), unbiased=False)
-    whitened = ((returns.double() - mean) / (std + eps)).to(returns.dtype)
-    advantages = torch.where(action_mask.bool(), whitened, torch.zeros_like(whitened))
-    return advantages, returns, kl
+    moments = _reduced(masked_moments(returns.detach(), action_mask), reduce)
+    return whiten(returns, moments, action_mask, eps=eps), returns, kl
 
 
 def sequence_to_tokens(advantages: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,7 @@ def call_reward_fns(
     responses: Sequence[str],
     columns: dict[str, Sequence] | None = None,
     flag: str = "--reward_weights",
+    row_names: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Score N answers with every function and add the scores up.
 
@@ -111,8 +112,24 @@ def call_reward_fns(
     means 1 for each function; a count other than len(fns) is a UserError naming flag.
     A function that raises, returns a count other than N, or a value that is not a finite number stops the
     run with a UserError of one line naming the function and the row (counted from 1, with the start of
-    its prompt).
+    its prompt); row_names, one per answer, name the rows instead (e.g. "--prompt_dataset row 17").
     """
+    n = len(prompts)
+    total, each = score_each(fns, weights, prompts, responses, columns, flag, row_names)
+    return total, {name: float(values.double().mean()) if n else 0.0 for name, values in each.items()}
+
+
+def score_each(
+    fns: Sequence[RewardFn],
+    weights: Sequence[float] | None,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    columns: dict[str, Sequence] | None = None,
+    flag: str = "--reward_weights",
+    row_names: Sequence[str] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """call_reward_fns, but each function's unweighted scores kept per answer: (total (N,), name -> (N,)),
+    all float32, so a trainer can average them over a whole episode and over processes."""
     columns = dict(columns or {})
     n = len(prompts)
     if len(responses) != n or any(len(v) != n for v in columns.values()):
@@ -123,24 +140,24 @@ def call_reward_fns(
         raise UserError(f"{flag} has {len(weights)} value(s) but {len(fns)} reward function(s) are given; "
                         "give one weight per function, in the same order")
     total = torch.zeros(n, dtype=torch.float64)
-    means: dict[str, float] = {}
+    each: dict[str, torch.Tensor] = {}
     for fn, weight in zip(fns, weights):
-        scores = _scores(fn, prompts, responses, columns)
+        scores = torch.tensor(_scores(fn, prompts, responses, columns, row_names), dtype=torch.float64)
         key, k = _name(fn), 2
-        while key in means:  # two functions with one name (from different files) keep both figures
+        while key in each:  # two functions with one name (from different files) keep both figures
             key, k = f"{_name(fn)}#{k}", k + 1
-        means[key] = sum(scores) / n if n else 0.0
-        total += float(weight) * torch.tensor(scores, dtype=torch.float64)
-    return total.float(), means
+        each[key] = scores.float()
+        total += float(weight) * scores
+    return total.float(), each
 
 
-def _scores(fn: RewardFn, prompts, responses, columns) -> list[float]:
+def _scores(fn: RewardFn, prompts, responses, columns, row_names=None) -> list[float]:
     name, n = _name(fn), len(prompts)
     try:
         values = fn(list(prompts), list(responses), **{k: list(v) for k, v in columns.items()})
     except Exception as err:
         row = _failing_row(fn, prompts, responses, columns)
-        where = f" on {_row(row, prompts)}" if row is not None else f" on a batch of {n} answers"
+        where = f" on {_row(row, prompts, row_names)}" if row is not None else f" on a batch of {n} answers"
         raise UserError(f"reward function {name} raised{where}: {_one_line(err)}") from err
     if isinstance(values, torch.Tensor):
         values = values.tolist() if values.dim() == 1 else [values.tolist()]
@@ -156,9 +173,9 @@ def _scores(fn: RewardFn, prompts, responses, columns) -> list[float]:
     for i, value in enumerate(values):
         if not isinstance(value, numbers.Real):
             raise UserError(f"reward function {name} returned {_excerpt(repr(value))} (a "
-                            f"{type(value).__name__}, not a number) for {_row(i, prompts)}")
+                            f"{type(value).__name__}, not a number) for {_row(i, prompts, row_names)}")
         if not math.isfinite(value):
-            raise UserError(f"reward function {name} returned {value} for {_row(i, prompts)}; "
+            raise UserError(f"reward function {name} returned {value} for {_row(i, prompts, row_names)}; "
                             "rewards must be finite")
         scores.append(float(value))
     return scores
@@ -178,8 +195,8 @@ def _name(fn) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def _row(i: int, prompts) -> str:
-    return f"row {i + 1} (prompt {_excerpt(prompts[i])})"
+def _row(i: int, prompts, row_names=None) -> str:
+    return f"{row_names[i] if row_names else f'row {i + 1}'} (prompt {_excerpt(prompts[i])})"
 
 
 def _excerpt(text, width: int = 40) -> str:

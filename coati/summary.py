@@ -23,6 +23,11 @@ def _args(folder: str) -> dict:
         return json.load(f)
 
 
+def _algo(folder: str) -> str:
+    """The RL algorithm of an output folder, from its args.json (PPO when it names none)."""
+    return str(_args(folder).get("algo", "ppo")).upper().replace("REINFORCE_PP", "REINFORCE++")
+
+
 def describe(folder: str) -> str:
     """One line for a stage's output folder, from its metrics.jsonl."""
     recs = _records(folder)
@@ -35,9 +40,13 @@ def describe(folder: str) -> str:
         k = max(1, len(train) // 4)
         first = sum(r["reward"] for r in train[:k]) / k
         last = sum(r["reward"] for r in train[-k:]) / k
-        text = (f"PPO  {len(train)} episodes, {train[-1]['step']} updates: reward {first:+.3f} -> {last:+.3f}, "
-                f"KL {train[-1]['kl']:.3f}")
-        if evals:
+        text = (f"{_algo(folder):<4} {len(train)} episodes, {train[-1]['step']} updates: reward {first:+.3f} -> "
+                f"{last:+.3f}, KL {train[-1]['kl']:.3f}")
+        if evals and "eval_reward" in evals[0]:
+            text += (f"\n     held-out reward, greedy {evals[0]['eval_reward']:+.3f} -> {evals[-1]['eval_reward']:+.3f}, "
+                     f"sampled {evals[0]['eval_reward_sampled']:+.3f} -> {evals[-1]['eval_reward_sampled']:+.3f} "
+                     "(before -> after training)")
+        elif evals:
             text += f"; held-out reward {evals[-1]['reward_before']:+.3f} -> {evals[-1]['reward']:+.3f}"
     elif "chosen_reward" in train[-1]:
         loss_type = _args(folder).get("loss_type", "dpo")

@@ -588,6 +588,17 @@ def main():
         for r in pairs:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     dump_array(OUT / "prompts_en.json", prompts_en)
+    # Held-out PPO prompts: 60 pool entries no other file uses, drawn with a generator of their own after
+    # everything else, so every other file (and the tokenizer corpus) stays as it was.
+    held_rng = random.Random(SEED + 1)
+    taken = {r["prompt"] for r in ppo}
+    ppo_eval = []
+    for _, entry, t in pool[700:]:
+        prompt = ko_prompt(held_rng, entry, t)
+        if prompt not in taken and len(ppo_eval) < 60:
+            taken.add(prompt)
+            ppo_eval.append({"prompt": prompt})
+    dump_array(OUT / "kochatgpt_ppo_eval_ko.jsonl", ppo_eval)
 
     # ---- tokenizer corpus ---------------------------------------------------------------
     lines = []

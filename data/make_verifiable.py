@@ -10,7 +10,7 @@ The answer is checked by `coati.rewards.exact_answer` against the row's `answer`
 Files (JSON Lines, one object per line), all written for this project:
 - verifiable_train_ko.jsonl: 300 `{"prompt", "answer"}` rows for GRPO / RLOO / REINFORCE++ training;
 - verifiable_eval_ko.jsonl: 60 held-out rows of the same kinds built from other words and numbers;
-- verifiable_sft_ko.jsonl: 300 `{"prompt", "completion"}` rows, completion `답: <answer>`, with prompts of
+- verifiable_sft_ko.jsonl: 1200 `{"prompt", "completion"}` rows, completion `답: <answer>`, with prompts of
   their own (no SFT prompt is a train or eval prompt) over the words of both and numbers of their own,
   so an SFT model learns the format and some of the copying but not all of it.
 Train and eval share no word and no number; SFT shares no number with either. The script is
@@ -27,7 +27,7 @@ from pathlib import Path
 
 SEED = 20250611
 OUT = Path(__file__).resolve().parent
-SIZES = {"train": 300, "eval": 60, "sft": 300}
+SIZES = {"train": 300, "eval": 60, "sft": 1200}
 
 # Everyday nouns of 1-4 syllables, no two alike; split at random into the three files' pools.
 WORDS = """

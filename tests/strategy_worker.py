@@ -1,7 +1,7 @@
 """Run a few training steps of one stage under one strategy, checkpoint, resume, and record what the strategy
 tests compare. Models load in the run's --dtype, as the stage scripts load them.
 
-    python tests/strategy_worker.py --stage sft|rm|ppo|dpo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
+    python tests/strategy_worker.py --stage sft|rm|ppo|grpo|dpo --out DIR [--steps 4] [--resume_at 2] [--cpu_shim] \
         -- <flags of that stage's script>
 
 Under torchrun for the distributed strategies, plain python for naive. Every rank sees its share of the same
@@ -17,6 +17,9 @@ PPO: one rollout of the whole global prompt batch is made on every rank before t
 weights, so the same samples everywhere), with responses of a fixed length so that per-rank token means
 average to the global one; each rank then trains on its slice of every minibatch. The steps are the
 actor + critic updates of `PPOTrainer.train_step`, the loss recorded is policy loss + value loss.
+
+GRPO: the same with --algo grpo (no critic; --num_generations answers per prompt, scored by the reward model
+built from --pretrain), the loss recorded is the policy loss plus any KL loss term.
 
 DPO: `DPOTrainer.train_step` with the reference computed on the fly (a frozen copy; with --lora_rank the policy
 with its adapters off), so the reference forward runs under every strategy too.
@@ -48,7 +51,7 @@ def worker_args():
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     p = argparse.ArgumentParser()
-    p.add_argument("--stage", choices=("sft", "rm", "ppo", "dpo"), default="sft")
+    p.add_argument("--stage", choices=("sft", "rm", "ppo", "grpo", "dpo"), default="sft")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--resume_at", type=int, default=0, help="checkpoint after this step and resume from it (0: no)")
@@ -57,7 +60,8 @@ def worker_args():
     p.add_argument("--micro", type=int, default=1,
                    help="SFT, DPO: split each batch into this many accumulated micro-batches")
     wargs = p.parse_args(argv[:split])
-    script = {"sft": "train_sft", "rm": "train_reward_model", "ppo": "train_prompts", "dpo": "train_dpo"}[wargs.stage]
+    script = {"sft": "train_sft", "rm": "train_reward_model", "ppo": "train_prompts", "grpo": "train_prompts",
+              "dpo": "train_dpo"}[wargs.stage]
     return wargs, __import__(script).parse_args(argv[split + 1:])
 
 
@@ -200,11 +204,15 @@ class PPO:
         args, strategy = self.args, self.strategy
         actor = apply_lora(load_causal_lm(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank,
                            args.lora_alpha, 0.0)
-        critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype), args.lora_rank,
-                            args.lora_alpha, 0.0, "SEQ_CLS")
         actor, actor_opt = strategy.prepare_train(actor, args.actor_lr, args.weight_decay)
-        critic, critic_opt = strategy.prepare_train(ValueModel(critic), args.critic_lr, args.weight_decay)
-        for m in (actor, critic):
+        models, opts = {"actor": actor}, {"actor": actor_opt}
+        critic = critic_opt = None
+        if args.algo == "ppo":
+            critic = apply_lora(load_sequence_scorer(args.pretrain, self.family, self.tok, args.dtype),
+                                args.lora_rank, args.lora_alpha, 0.0, "SEQ_CLS")
+            critic, critic_opt = strategy.prepare_train(ValueModel(critic), args.critic_lr, args.weight_decay)
+            models["critic"], opts["critic"] = critic, critic_opt
+        for m in models.values():
             strategy.unwrap(m).eval()
         if self.samples is None:  # the rollout, once, from the starting weights
             initial = load_causal_lm(args.pretrain, self.family, self.tok, args.dtype).requires_grad_(False).eval()
@@ -214,14 +222,16 @@ class PPO:
             maker = ExperienceMaker(strategy=strategy, actor=actor, critic=critic,
                                     reward_model=reward.eval().to(strategy.device),
                                     initial_model=initial.to(strategy.device), tokenizer=self.tok,
-                                    gen_kwargs=gen)
+                                    gen_kwargs=gen, algo=args.algo, num_generations=args.num_generations,
+                                    scale_rewards=args.scale_rewards)
             self.samples = maker.make(self.prompts, kl_coef=args.kl_coef)
         self.trainer = PPOTrainer(strategy=strategy, actor=actor, critic=critic, actor_optim=actor_opt,
                                   critic_optim=critic_opt, maker=None, kl_ctl=FixedKLController(args.kl_coef),
                                   prompt_loader=[None], tokenizer=self.tok, eps_clip=args.eps_clip,
-                                  value_clip=args.value_clip, vf_coef=args.vf_coef,
+                                  eps_clip_high=args.eps_clip_high, loss_agg=args.loss_agg,
+                                  kl_loss_coef=args.kl_loss_coef, value_clip=args.value_clip, vf_coef=args.vf_coef,
                                   max_grad_norm=args.max_grad_norm)
-        return {"actor": actor, "critic": critic}, {"actor": actor_opt, "critic": critic_opt}, {}
+        return models, opts, {}
 
     def step(self, k) -> float:
         from coati.experience.experience import collate
@@ -233,7 +243,7 @@ class PPO:
         mine = order[self.strategy.rank * per_rank:(self.strategy.rank + 1) * per_rank]
         exp = collate([self.samples[i] for i in mine], self.tok.pad_token_id).to(self.strategy.device)
         figures = self.trainer.train_step(exp)
-        return figures["policy_loss"] + figures["value_loss"]
+        return figures["policy_loss"] + figures.get("value_loss", 0.0) + figures.get("kl_loss", 0.0)
 
 
 def main() -> None:
@@ -247,8 +257,8 @@ def main() -> None:
     step = strategy.step
     strategy.step = lambda *a, **k: norms.append(step(*a, **k)) or norms[-1]  # record the returned norms
 
-    stage = {"sft": SFT, "rm": RM, "ppo": PPO, "dpo": DPO}[wargs.stage](strategy, args, wargs)
-    trained = "actor" if wargs.stage == "ppo" else "model"
+    stage = {"sft": SFT, "rm": RM, "ppo": PPO, "grpo": PPO, "dpo": DPO}[wargs.stage](strategy, args, wargs)
+    trained = "actor" if wargs.stage in ("ppo", "grpo") else "model"
 
     def run_steps(batches):
         return [stage.step(b) for b in batches]

@@ -313,3 +313,42 @@ def test_dpo_workload_runs_and_reports_pairs(tmp_path, stage):
         result = json.loads(done.stdout.split("RESULT ", 1)[1])
         assert (result["side"], result["stage"], result["samples"], result["steps"]) == (side, stage, 6, 3)
         assert result["tokens"] > 6 * 2 and result["seconds"] > 0 and result["peak_rss_mb"] > 0
+def test_run_reports_grpo_answers_per_second_and_its_memory_against_ppo(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    run = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "run.py"))
+    a = run.parse_args(["--repeats", "1", "--stages", "ppo,grpo", "--models", "gpt2", "--generations", "4"])
+    assert "generations" in run.WORK_FLAGS and run.TARGETS["grpo"] == 1.5
+
+    def result(side, stage, mb):
+        return {"side": side, "stage": stage, "model": "gpt2", "offload": False, "repeat": 0, "samples": 64,
+                "tokens": 4800, "seconds": 4.0 if side == "ours" else 8.0, "cpu_seconds": 4.0, "steps": 2,
+                "peak_rss_mb": mb}
+
+    results = [result("ours", "ppo", 1500.0), result("trl", "ppo", 1700.0), result("ours", "grpo", 900.0),
+               result("trl", "grpo", 1100.0)]
+    info = {"machine": "m", "torch": "t", "transformers": "tf", "trl": "trl", "load_start": 0.0, "load_end": 0.0,
+            "memory": "peak RSS MB"}
+    text = run.markdown(run.summarise(results, a), a, info)
+    assert "| GRPO | gpt2 | 16.00 | 8.00 | 1200 | 600 | **2.00x** (2.00) | 1.00x | >= 1.5x: met | 900 | 1100 |" in text
+    assert "coati's memory, GRPO against PPO on the same model (peak RSS MB): gpt2: GRPO 900, PPO 1500" in text
+    assert "8 prompts x 4 answers of 32 tokens" in text
+
+
+@pytest.mark.parametrize("side", ["ours", "trl"])
+def test_grpo_workload_runs_the_same_work_on_both_sides(side, tmp_path, capsys):
+    """A tiny GRPO measurement: rollout_batch x generations answers of response_len tokens per episode, counted."""
+    if side == "trl":
+        pytest.importorskip("trl")
+    workloads = flag_tables.load_module(os.path.join(ROOT, "benchmarks", "workloads.py"))
+    work = str(tmp_path / "work")
+    workloads.setup(work, 4, 4)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    workloads.main(["run", "--work", work, "--scratch", str(scratch), "--side", side, "--stage", "grpo", "--model",
+                    "gpt2", "--episodes", "2", "--rollout_batch", "2", "--generations", "2", "--batch_size", "1",
+                    "--ppo_epochs", "1", "--response_len", "4"])
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+    assert result["stage"] == "grpo" and result["samples"] == 2 * 2 * 2 and result["steps"] == 2
+    assert result["response_tokens"] == 8 * 4 and result["seconds"] > 0 and result["peak_rss_mb"] > 0
+    assert workloads.bench_reward(["p", "q"], responses=["aab", "abc"]) == [0.2, 0.3]

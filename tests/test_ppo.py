@@ -236,8 +236,10 @@ def test_sft_rm_ppo_end_to_end_ddp_with_ptx(tiny_models, tmp_path):
     first = sum(r["reward"] for r in episodes[:2]) / 2
     last = sum(r["reward"] for r in episodes[-2:]) / 2
     assert last > first, [r["reward"] for r in episodes]
-    held_out = [r for r in records if r.get("split") == "eval"][0]
-    assert held_out["reward"] > held_out["reward_before"], held_out
+    before, after = [r for r in records if r.get("split") == "eval"]  # before the first episode, after the last
+    assert (before["episode"], after["episode"]) == (0, 8)
+    assert after["eval_reward_sampled"] > before["eval_reward_sampled"], (before, after)
+    assert after["eval_reward"] > before["eval_reward"], (before, after)  # greedy answers too
     assert max(r["kl"] for r in episodes) < 10.0
     assert all(r["ptx_loss"] > 0 for r in episodes)
     AutoModelForCausalLM.from_pretrained(out)

@@ -234,7 +234,7 @@ def test_verifiable_data_is_regenerated_identically(tmp_path):
 
 def test_verifiable_rows_are_scored_right_and_splits_disjoint():
     train, evals, sft = (read_jsonl(f"verifiable_{s}_ko.jsonl") for s in ("train", "eval", "sft"))
-    assert (len(train), len(evals), len(sft)) == (300, 60, 300)
+    assert (len(train), len(evals), len(sft)) == (300, 60, 1200)
     sft_answers = []
     for rows in (train, evals):
         assert all(set(r) == {"prompt", "answer"} for r in rows)

@@ -3,6 +3,7 @@ corpus holds the prompt templates exactly as coati.dataset.templates builds them
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,8 +14,8 @@ from conftest import ROOT, script_env
 from coati.dataset.templates import TEMPLATES, build_prompt
 
 DATA = os.path.join(ROOT, "data")
-SHIPPED = ["kochatgpt_sft_ko.jsonl", "kochatgpt_rm_ko.jsonl", "kochatgpt_ppo_ko.jsonl", "alpaca_en.json",
-           "pairs_en.jsonl", "prompts_en.json", "tokenizer_corpus.txt"]
+SHIPPED = ["kochatgpt_sft_ko.jsonl", "kochatgpt_rm_ko.jsonl", "kochatgpt_ppo_ko.jsonl", "kochatgpt_ppo_eval_ko.jsonl",
+           "alpaca_en.json", "pairs_en.jsonl", "prompts_en.json", "tokenizer_corpus.txt"]
 
 
 def test_make_samples_rewrites_every_shipped_file_byte_for_byte(tmp_path):
@@ -29,6 +30,9 @@ def test_make_samples_rewrites_every_shipped_file_byte_for_byte(tmp_path):
     for name in SHIPPED:
         with open(os.path.join(DATA, name), "rb") as f:
             assert (work / name).read_bytes() == f.read(), f"data/{name} differs from what make_samples.py writes"
+    held_out = {r["prompt"] for r in json.loads((work / "kochatgpt_ppo_eval_ko.jsonl").read_text(encoding="utf-8"))}
+    trained = {r["prompt"] for r in json.loads((work / "kochatgpt_ppo_ko.jsonl").read_text(encoding="utf-8"))}
+    assert len(held_out) == 60 and not held_out & trained
 
 
 def test_tokenizer_corpus_templates_are_the_ones_training_builds():

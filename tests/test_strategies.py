@@ -28,9 +28,12 @@ def stage_flags(tmp_path, stage: str, nproc: int) -> list[str]:
     if stage in ("rm", "dpo"):
         return ["--dataset", write_json(tmp_path / "ranking.json", RANKING), "--batch_size", per_rank,
                 "--lr", "1e-3", "--warmup_ratio", "0"]
-    return ["--prompt_dataset", write_json(tmp_path / "prompts.json", ROWS), "--ppo_instruction_str", "prompt",
-            "--experience_batch_size", per_rank, "--max_new_tokens", "6", "--actor_lr", "2e-4",
-            "--critic_lr", "1e-3"]
+    rl = ["--prompt_dataset", write_json(tmp_path / "prompts.json", ROWS), "--ppo_instruction_str", "prompt",
+          "--experience_batch_size", per_rank, "--max_new_tokens", "6", "--actor_lr", "2e-4"]
+    if stage == "grpo":  # 4 prompts x 2 answers; a k3 KL loss, per-answer aggregation and an asymmetric clip
+        return rl + ["--algo", "grpo", "--num_generations", "2", "--kl_loss_coef", "0.1", "--loss_agg", "sequence",
+                     "--eps_clip_high", "0.28", "--actor_lr", "1e-3"]
+    return rl + ["--critic_lr", "1e-3"]
 
 
 def run_worker(tmp_path, pretrain: str, family: str, strategy: str, nproc: int = 0, train=(), worker=(),
@@ -87,7 +90,7 @@ def check_round_trip(result: dict, out, resume_at: int = 2, stage: str = "sft") 
     assert result["resumed_losses"] == pytest.approx(result["losses"][resume_at:], rel=1e-6)
     assert max_weight_diff(out / "final", out / "resumed", scorer=stage == "rm") < 1e-6
     ckpt = out / f"checkpoint-{resume_at}"
-    name = "actor" if stage == "ppo" else "model"
+    name = "actor" if stage in ("ppo", "grpo") else "model"
     assert (ckpt / f"{name}.safetensors").exists() and (ckpt / f"optimizer-{name}.rank0.pt").exists()
 
 
@@ -216,7 +219,7 @@ def naive_stages(tiny_models, tmp_path_factory):
 # transformers' forward), LLaMA transformers' forward.
 @pytest.mark.parametrize("strategy,stage,family", [
     ("ddp", "rm", "gptneox"), ("fsdp", "rm", "gptneox"), ("ddp", "ppo", "llama"), ("fsdp", "ppo", "llama"),
-    ("ddp", "ppo", "gptneox"), ("ddp", "dpo", "gpt2"), ("fsdp", "dpo", "llama")])
+    ("ddp", "ppo", "gptneox"), ("ddp", "grpo", "gptneox"), ("ddp", "dpo", "gpt2"), ("fsdp", "dpo", "llama")])
 def test_reward_model_ppo_and_dpo_steps_on_two_ranks_match_naive(tiny_models, tmp_path, naive_stages, stage, strategy,
                                                              family):
     naive, naive_out = naive_stages(stage, family)

@@ -27,6 +27,7 @@ class PromptDataset(torch.utils.data.Dataset):
         if not conversations:
             require_keys_somewhere(rows, [key], source, hint="name the prompt column with --ppo_instruction_str")
         self.prompts: list[list[int]] = []
+        self.row_ids: list[int] = []  # each prompt's row in `rows` (0-based), for what reward functions read
         self.report = ReadReport(source, unit="prompts")
         for number, row in enumerate(rows, start=1):
             self.report.read += 1
@@ -48,6 +49,7 @@ class PromptDataset(torch.utils.data.Dataset):
                 self.report.truncated += 1
                 ids = ids[-max_input_len:]
             self.prompts.append(ids)
+            self.row_ids.append(number - 1)
         self.report.used = len(self.prompts)
         if not self.prompts:
             raise UserError(f"{source}: no usable prompt ({self.report.reasons()})")
@@ -70,6 +72,36 @@ class LeftPadCollator:
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         self.pad_token_id, self.multiple_of = pad_token_id, pad_to_multiple_of
 
-    def __call__(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
+    def __call__(self, prompts: list) -> dict:
+        """prompts: token-id lists, or RowPrompts items, whose row index, text and columns ride along."""
+        if prompts and isinstance(prompts[0], dict):
+            ids, mask = pad([p["ids"] for p in prompts], self.pad_token_id, left=True, multiple_of=self.multiple_of)
+            names = dict.fromkeys(k for p in prompts for k in p["columns"])
+            return {"input_ids": ids, "attention_mask": mask, "index": torch.tensor([p["index"] for p in prompts]),
+                    "texts": [p["text"] for p in prompts],
+                    "columns": {k: [p["columns"].get(k) for p in prompts] for k in names}}
         ids, mask = pad(prompts, self.pad_token_id, left=True, multiple_of=self.multiple_of)
         return {"input_ids": ids, "attention_mask": mask}
+
+
+class RowPrompts(torch.utils.data.Dataset):
+    """A PromptDataset's prompts with what reward functions read of their rows: the row's index, its prompt
+    text before the template (a conversation's last user turn) and every other column."""
+
+    def __init__(self, prompts: PromptDataset, rows: list[dict], key: str = "instruction",
+                 messages_key: str = "messages"):
+        self.prompts = prompts
+        self.items = []
+        for i in prompts.row_ids:
+            row, text = rows[i], rows[i].get(key)
+            turns = find_turns(row, messages_key)
+            if text is None and isinstance(turns, list):
+                text = prompt_part(normalize_messages(turns, need_assistant=False))[-1]["content"]
+            others = {k: v for k, v in row.items() if k != key and v is not turns}
+            self.items.append({"index": i, "text": str(text), "columns": others})
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, idx: int) -> dict:
+        return {"ids": self.prompts[idx], **self.items[idx]}

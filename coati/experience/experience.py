@@ -1,4 +1,5 @@
-"""The experience record: what one rollout produced, kept per sample and re-batched for PPO updates.
+"""The experience record: what one rollout produced, kept per sample and re-batched for the updates of PPO,
+GRPO, RLOO and REINFORCE++.
 
 Samples are stored unpadded so minibatches can mix rollouts of different lengths; `collate` pads them
 back: prompts on the left, responses on the right.
@@ -6,7 +7,7 @@ back: prompts on the left, responses on the right.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,13 +22,16 @@ class Sample:
     prompt: torch.Tensor  # (P,) prompt ids, no padding
     response: torch.Tensor  # (A,) response ids
     log_probs: torch.Tensor  # (A,) actor log p(token) when sampled
-    ref_log_probs: torch.Tensor  # (A,) initial model log p(token)
-    values: torch.Tensor  # (A,) critic V(state before the token)
+    ref_log_probs: torch.Tensor  # (A,) initial model log p(token); log_probs when no initial model is loaded
+    values: torch.Tensor  # (A,) critic V(state before the token); 0 without a critic
     rewards: torch.Tensor  # (A,) -kl_coef * KL per token, plus the score at the last token
-    advantages: torch.Tensor  # (A,) GAE, whitened over the buffer before updates
-    returns: torch.Tensor  # (A,) advantages + values: the critic's target
-    score: float  # reward-model score of the whole sequence
+    advantages: torch.Tensor  # (A,) PPO: GAE, whitened over the buffer before updates; the others: their own
+    returns: torch.Tensor  # (A,) PPO: advantages + values, the critic's target
+    score: float  # the answer's reward: reward-model score plus weighted reward functions, less penalties
     kl: float  # sum over the response of log p - log p_ref
+    in_update: bool = True  # False when --filter_groups drops its group (all its answers scored alike)
+    group_std: float = 0.0  # sample std of the scores of the answers to its prompt (0 with one answer)
+    parts: dict[str, float] = field(default_factory=dict)  # each reward function's unweighted score
 
 
 @dataclass
@@ -35,7 +39,7 @@ class Experience:
     """A padded minibatch. B samples, P = longest prompt, A = longest response, T = P + A.
 
     sequences (B, T), attention_mask (B, T), action_mask (B, A) bool; log_probs, ref_log_probs, values,
-    advantages, returns: (B, A), zero where action_mask is False; score, kl: (B,).
+    advantages, returns: (B, A), zero where action_mask is False; score, kl: (B,); in_update (B,) bool.
     Column P - 1 + t of the logits predicts action t.
     """
 
@@ -50,6 +54,12 @@ class Experience:
     score: torch.Tensor
     kl: torch.Tensor
     prompt_len: int
+    in_update: torch.Tensor | None = None
+
+    @property
+    def update_mask(self) -> torch.Tensor:
+        """(B, A) bool: the action tokens the losses read (those of samples that stay in the update)."""
+        return self.action_mask if self.in_update is None else self.action_mask & self.in_update[:, None]
 
     def to(self, device: torch.device) -> Experience:
         return Experience(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()})
@@ -74,4 +84,5 @@ def collate(samples: list[Sample], pad_token_id: int, pad_to_multiple_of: int | 
         for k, t in per_token.items():
             t[i, :n_a] = getattr(s, k)
     return Experience(seq, attn, action_mask, score=torch.tensor([s.score for s in samples]),
-                      kl=torch.tensor([s.kl for s in samples]), prompt_len=p, **per_token)
+                      kl=torch.tensor([s.kl for s in samples]), prompt_len=p,
+                      in_update=torch.tensor([s.in_update for s in samples]), **per_token)
