@@ -214,7 +214,7 @@ def test_bf16_refusal_comes_before_any_model_loads(monkeypatch, tiny_models, cap
 # -- PPO's reference under LoRA ------------------------------------------------------------------------------
 def test_lora_reference_is_the_actor_with_adapters_off(tiny_models, tokenizer):
     from coati.dataset.prompt import LeftPadCollator, PromptDataset
-    from coati.experience.maker import ExperienceMaker
+    from coati.experience.maker import ADAPTERS_OFF, ExperienceMaker
     from coati.models.forward import causal_lm_logits
     from coati.models.loading import apply_lora, load_causal_lm, load_sequence_scorer
     from coati.models.registry import resolve_family
@@ -231,7 +231,8 @@ def test_lora_reference_is_the_actor_with_adapters_off(tiny_models, tokenizer):
         if "lora_B" in name:  # peft starts B at zero (actor == base); move it so the two differ
             p.data.normal_(std=0.5)
     critic, rm = (ValueModel(load_sequence_scorer(path, fam, tokenizer)).eval() for _ in range(2))
-    maker = ExperienceMaker(strategy=Strategy(), actor=actor, critic=critic, reward_model=rm, initial_model=None,
+    maker = ExperienceMaker(strategy=Strategy(), actor=actor, critic=critic, reward_model=rm,
+                            initial_model=ADAPTERS_OFF,
                             tokenizer=tokenizer, gen_kwargs=dict(max_new_tokens=5), gamma=1.0, lam=0.95)
     prompts = PromptDataset([{"instruction": q} for q in ("오늘 뭐 먹을까요?", "주말에 어디 갈까요?")], tokenizer, 64)
     batch = LeftPadCollator(tokenizer.pad_token_id)([prompts[0], prompts[1]])

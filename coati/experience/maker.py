@@ -110,9 +110,9 @@ class ExperienceMaker:
         prompt_mask = prompts["attention_mask"].to(device).repeat_interleave(g, dim=0)
         p = input_ids.shape[1]
         # The actor's log-probs come from the decoding steps: one forward per token, none after.
+        gen_kwargs = self.gen_kwargs if do_sample else {**self.gen_kwargs, "do_sample": False}
         seqs, log_probs = sample(self.strategy.rollout_model(self.actor), input_ids, prompt_mask, self.tokenizer,
-                                 return_log_probs=True, do_sample=do_sample, **self.gen_kwargs,
-                                 **self.strategy.generation_kwargs())
+                                 return_log_probs=True, **gen_kwargs, **self.strategy.generation_kwargs())
         action_mask = action_mask_from_sequences(seqs, p, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
         attn = torch.cat([prompt_mask, action_mask.long()], dim=1)
         return seqs, log_probs, action_mask, attn, p
