@@ -3,7 +3,7 @@
 # ALGO=ppo (default) runs the offline demo's PPO: actor from outputs/sft, reward model and critic from outputs/rm.
 # ALGO=grpo | rloo | reinforce_pp runs a critic-free algorithm on the verifiable task (data/verifiable_*_ko.jsonl),
 # rewarded by the exact_answer function, from an SFT model trained on its SFT rows (outputs/sft-verifiable):
-#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=6 bash train_sft.sh
+#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=7 BATCH_SIZE=16 bash train_sft.sh
 #   ALGO=grpo bash train_prompts.sh
 # Held-out prompts (EVAL_DATASET) are answered greedily and sampled, and scored before and after training.
 set -euo pipefail
@@ -39,10 +39,10 @@ else
   EVAL_DATASET=${EVAL_DATASET:-data/verifiable_eval_ko.jsonl}
   PRETRAIN_DATASET=${PRETRAIN_DATASET:-}
   SAVE_PATH=${SAVE_PATH:-outputs/$ALGO}
-  NUM_EPISODES=${NUM_EPISODES:-15}
+  NUM_EPISODES=${NUM_EPISODES:-60}
   EXPERIENCE_BATCH_SIZE=${EXPERIENCE_BATCH_SIZE:-8}
   NUM_GENERATIONS=${NUM_GENERATIONS:-8}
-  ACTOR_LR=${ACTOR_LR:-1e-3}                           # ~1e-6 for a real pretrained model
+  ACTOR_LR=${ACTOR_LR:-1e-4}                           # ~1e-6 for a real pretrained model
   CRITIC_LR=${CRITIC_LR:-}                             # no critic
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-12}                 # the answers are a few tokens
   if [ "$ALGO" = reinforce_pp ]; then KL_COEF=${KL_COEF:-0.05}; else KL_COEF=${KL_COEF:-0}; fi  # 0: no reference model
