@@ -3,9 +3,10 @@
 # ALGO=ppo (default) runs the offline demo's PPO: actor from outputs/sft, reward model and critic from outputs/rm.
 # ALGO=grpo | rloo | reinforce_pp runs a critic-free algorithm on the verifiable task (data/verifiable_*_ko.jsonl),
 # rewarded by the exact_answer function, from an SFT model trained on its SFT rows (outputs/sft-verifiable):
-#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=6 bash train_sft.sh
+#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=7 BATCH_SIZE=16 bash train_sft.sh
 #   ALGO=grpo bash train_prompts.sh
 # Held-out prompts (EVAL_DATASET) are answered greedily and sampled, and scored before and after training.
+# Set RM_PATH, REWARD_FN, EVAL_DATASET or PRETRAIN_DATASET to an empty value to leave that part out.
 set -euo pipefail
 
 ALGO=${ALGO:-ppo}                                      # ppo | grpo | rloo | reinforce_pp
@@ -18,11 +19,11 @@ EVAL_INTERVAL=${EVAL_INTERVAL:-0}                      # also score EVAL_DATASET
 LORA_RANK=${LORA_RANK:-0}
 if [ "$ALGO" = ppo ]; then
   PRETRAIN=${PRETRAIN:-outputs/sft}                    # the SFT model
-  RM_PATH=${RM_PATH:-outputs/rm}                       # train_reward_model.py output (or a Coati .pt with --rm_pretrain)
-  REWARD_FN=${REWARD_FN:-}                             # reward written as code, summed with the reward model's score
+  RM_PATH=${RM_PATH-outputs/rm}                       # train_reward_model.py output (or a Coati .pt with --rm_pretrain)
+  REWARD_FN=${REWARD_FN-}                             # reward written as code, summed with the reward model's score
   PROMPT_DATASET=${PROMPT_DATASET:-data/kochatgpt_ppo_ko.jsonl}
-  EVAL_DATASET=${EVAL_DATASET:-data/kochatgpt_ppo_eval_ko.jsonl}  # 60 prompts PPO never trains on
-  PRETRAIN_DATASET=${PRETRAIN_DATASET:-data/kochatgpt_sft_ko.jsonl}   # SFT rows for the ptx loss
+  EVAL_DATASET=${EVAL_DATASET-data/kochatgpt_ppo_eval_ko.jsonl}  # 60 prompts PPO never trains on
+  PRETRAIN_DATASET=${PRETRAIN_DATASET-data/kochatgpt_sft_ko.jsonl}   # SFT rows for the ptx loss
   SAVE_PATH=${SAVE_PATH:-outputs/ppo}
   NUM_EPISODES=${NUM_EPISODES:-20}
   EXPERIENCE_BATCH_SIZE=${EXPERIENCE_BATCH_SIZE:-16}   # prompts per rollout batch
@@ -33,16 +34,16 @@ if [ "$ALGO" = ppo ]; then
   KL_COEF=${KL_COEF:-0.05}                             # per-token KL penalty in the reward
 else
   PRETRAIN=${PRETRAIN:-outputs/sft-verifiable}
-  RM_PATH=${RM_PATH:-}                                 # a reward model too (optional; its score is added)
-  REWARD_FN=${REWARD_FN:-exact_answer}                 # FILE.py:NAME, package.module:NAME or a shipped name
+  RM_PATH=${RM_PATH-}                                 # a reward model too (optional; its score is added)
+  REWARD_FN=${REWARD_FN-exact_answer}                 # FILE.py:NAME, package.module:NAME or a shipped name
   PROMPT_DATASET=${PROMPT_DATASET:-data/verifiable_train_ko.jsonl}
-  EVAL_DATASET=${EVAL_DATASET:-data/verifiable_eval_ko.jsonl}
-  PRETRAIN_DATASET=${PRETRAIN_DATASET:-}
+  EVAL_DATASET=${EVAL_DATASET-data/verifiable_eval_ko.jsonl}
+  PRETRAIN_DATASET=${PRETRAIN_DATASET-}
   SAVE_PATH=${SAVE_PATH:-outputs/$ALGO}
-  NUM_EPISODES=${NUM_EPISODES:-15}
+  NUM_EPISODES=${NUM_EPISODES:-60}
   EXPERIENCE_BATCH_SIZE=${EXPERIENCE_BATCH_SIZE:-8}
   NUM_GENERATIONS=${NUM_GENERATIONS:-8}
-  ACTOR_LR=${ACTOR_LR:-1e-3}                           # ~1e-6 for a real pretrained model
+  ACTOR_LR=${ACTOR_LR:-1e-4}                           # ~1e-6 for a real pretrained model
   CRITIC_LR=${CRITIC_LR:-}                             # no critic
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-12}                 # the answers are a few tokens
   if [ "$ALGO" = reinforce_pp ]; then KL_COEF=${KL_COEF:-0.05}; else KL_COEF=${KL_COEF:-0}; fi  # 0: no reference model

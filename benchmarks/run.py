@@ -205,7 +205,9 @@ def summarise(results: list[dict], a, counts: list[dict] = ()) -> list[dict]:
                     by.setdefault(variant(r), []).append(r)
             ours, trl = by.get("ours", []), by.get("trl", [])
             if not ours or not trl:
-                rows.append({"stage": stage, "model": model, "missing": True})
+                # coati's memory is kept when only TRL's side failed (TRL 1.16 has no PPO trainer left)
+                mem = {"ours_mem": median([peak_mb(x) for x in ours])} if ours else {}
+                rows.append({"stage": stage, "model": model, "missing": True, **mem})
                 continue
             sps = {k: [x["samples"] / x["seconds"] for x in v] for k, v in by.items()}
             tps = {k: [x["tokens"] / x["seconds"] for x in v] for k, v in by.items()}
@@ -333,7 +335,7 @@ def grpo_lines(rows: list[dict], a, info: dict) -> list[str]:
                f"{a.response_len} tokens, {a.ppo_epochs} passes over minibatches of {a.batch_size * 2} answers, "
                f"beta {a.beta} (k3 KL loss, so a reference model on both sides), one reward function; samples are "
                "answers."]
-    ppo = {r["model"]: r for r in rows if r["stage"] == "ppo" and not r.get("missing")}
+    ppo = {r["model"]: r for r in rows if r["stage"] == "ppo" and "ours_mem" in r}
     same = [r for r in grpo if r["model"] in ppo]
     if same:
         out += ["", "coati's memory, GRPO against PPO on the same model ({}): ".format(info["memory"]) + "; ".join(

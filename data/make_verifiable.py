@@ -13,7 +13,8 @@ Files (JSON Lines, one object per line), all written for this project:
 - verifiable_sft_ko.jsonl: 1200 `{"prompt", "completion"}` rows, completion `답: <answer>`, with prompts of
   their own (no SFT prompt is a train or eval prompt) over the words of both and numbers of their own,
   so an SFT model learns the format and some of the copying but not all of it.
-Train and eval share no word and no number; SFT shares no number with either. The script is
+Eval prompts are new: no train or SFT prompt is one, and the splits share no number. Train and SFT draw
+from every word, eval from a sixth of them. The script is
 deterministic (fixed seed, standard library only): `python data/make_verifiable.py` rewrites the three
 files with identical bytes.
 """
@@ -98,23 +99,29 @@ def build() -> dict[str, list[dict]]:
     rng.shuffle(words)
     numbers = list(range(10, 1000))
     rng.shuffle(numbers)
-    # Train and eval share no word. SFT draws from both pools: the tiny model copies some of the words it has
-    # learnt to write and almost none of the others, so SFT on a third set of words would leave RL no right
-    # answer to reinforce. Its prompts are new combinations: one that is a train or eval prompt is replaced.
+    # Eval prompts are new combinations over a sixth of the words; train and SFT prompts draw from every word.
+    # The tiny model copies only words it has learnt to write, so SFT on other words would leave RL no right
+    # answer to reinforce; and RL on words eval never asks for only teaches the policy to prefer those words
+    # (measured: the training reward doubled while held-out answers got worse). What carries over is the
+    # copying itself: which word of the prompt to give back. No train or SFT prompt is an eval prompt (a
+    # clash is replaced), and the three splits share no number.
     n_eval = len(words) // 6
     pools = {
         "eval": (words[:n_eval], numbers[:100]),
         "sft": (words, numbers[100:500]),
-        "train": (words[n_eval:], numbers[500:]),
+        "train": (words, numbers[500:]),
     }
     out = {}
-    for split in ("train", "eval", "sft"):
+    for split in ("eval", "train", "sft"):
         split_words, split_numbers = pools[split]
         rows = []
         for i in range(SIZES[split]):
             kind = KINDS[i % len(KINDS)]  # every kind equally often
             rows.append(make_row(kind, split_words, split_numbers, rng))
         rng.shuffle(rows)
+        if split == "train":
+            taken = {r["prompt"] for r in out["eval"]}
+            rows = [r if r["prompt"] not in taken else make_row("number", *pools["train"], rng) for r in rows]
         if split == "sft":
             taken = {r["prompt"] for r in out["train"] + out["eval"]}
             rows = [r if r["prompt"] not in taken else make_row("number", *pools["sft"], rng) for r in rows]

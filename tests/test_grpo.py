@@ -181,7 +181,7 @@ def test_reward_functions_see_raw_prompts_decoded_answers_and_aligned_columns(se
     from coati.summary import describe
 
     text = describe(str(tmp_path / "out"))
-    assert text.startswith("GRPO 1 episodes, 1 updates: reward ")
+    assert text.startswith("GRPO 1 episodes, 3 updates: reward ")  # 9 answers in minibatches of 4
     assert (f"held-out reward, greedy {before['eval_reward']:+.3f} -> {after['eval_reward']:+.3f}, sampled "
             f"{before['eval_reward_sampled']:+.3f} -> {after['eval_reward_sampled']:+.3f}") in text
 
