@@ -119,7 +119,7 @@ def test_flag_combinations_that_cannot_work(tmp_path, gpt2):
     _refused(res, "also give --rm_pretrain")
     res = run_script(["train_prompts.py", "--strategy", "naive", "--model", "gpt2", "--pretrain", gpt2,
                       "--prompt_dataset", write_json(tmp_path / "p.json", [{"instruction": "hi"}])], timeout=120)
-    _refused(res, "--rm_path is required")
+    _refused(res, "--rm_path or --reward_fn is required")
 
 
 def test_refused_run_leaves_existing_output_byte_identical(tmp_path, gpt2):
