@@ -182,7 +182,7 @@ def test_train_reward_model_ddp_learns_held_out_rankings(tiny_models, tmp_path):
     res = run_script(["train_reward_model.py", "--strategy", "ddp", "--model", "gpt2", "--pretrain",
                       tiny_models("gpt2"), "--dataset", train, "--eval_dataset", held, "--save_path", str(out),
                       "--batch_size", "8", "--lr", "1e-3", "--max_epochs", "2", "--max_len", "128",
-                      "--eval_interval", "10", "--ranking_order", "ranks"], nproc=2)  # the rows list ranks
+                      "--eval_interval", "10"], nproc=2)  # the rows list slots, the default order
     assert res.returncode == 0, res.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r.get("split") == "eval"]
