@@ -543,7 +543,17 @@ def trl_dpo(a, precompute: bool = False) -> dict:
     cfg = DPOConfig(max_length=a.max_len, per_device_train_batch_size=a.batch_size, learning_rate=5e-7, beta=0.1,
                     loss_type=["sigmoid"], precompute_ref_log_probs=precompute,
                     max_steps=-(-len(rows) // (a.batch_size * world_size())), **trl_common(a))
-    trainer = DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=Dataset.from_list(rows),
+    if world_size() > 1:
+        # An in-memory table keeps its map caches in a temp folder of each process's own, and TRL's precompute map
+        # under 2 ranks then opens rank 0's cache file from rank 1 (FileNotFoundError): read the rows from disk
+        # with a cache folder the ranks share.
+        from datasets import load_dataset
+
+        train = load_dataset("json", data_files=os.path.join(a.work, "rm_trl.json"), split="train",
+                             cache_dir=os.path.join(a.work, "hf-datasets-cache"))
+    else:
+        train = Dataset.from_list(rows)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=train,
                          processing_class=trl_tokenizer(a), callbacks=[span_callback(clock)])
     ds = trainer.train_dataset
     tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"],
