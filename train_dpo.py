@@ -86,14 +86,12 @@ def main(args) -> dict:
     family = resolve_family(args.model, args.pretrain)
     train_pairs, eval_pairs, reports = read_preference_data(args)
 
-    from coati.checkpoint import Checkpointer
     from coati.dataset.chat import choose_chat_template, set_chat_template
     from coati.dataset.dpo import DPOCollator, DPODataset
     from coati.dataset.preference import pairs_are_conversations
     from coati.models.forward import AnswerLogProbs
     from coati.models.loading import apply_lora, disable_dropout, load_causal_lm, load_tokenizer
-    from coati.optim import cosine_schedule
-    from coati.outputs import open_run_log, save_outputs
+    from coati.outputs import save_outputs, start_epoch_run
     from coati.strategies import build_strategy
     from coati.trainer.dpo import DPOTrainer, precompute_reference_logps
 
@@ -118,19 +116,12 @@ def main(args) -> dict:
     model, optimizer = strategy.prepare_train(AnswerLogProbs(policy), args.lr, args.weight_decay)
 
     collate = DPOCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
-    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
-                                       lengths=train_set.lengths() if args.group_by_length else None)
-    eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
-    steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
-    scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
+    # Loaders, schedule, checkpoints and metrics.jsonl; with --resume_checkpoint the states come back first.
     # Precomputed reference log-probs travel in every checkpoint, so a resume does not compute them again.
-    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
-                        max_checkpoints=args.max_checkpoints, models={"model": model},
-                        optimizers={"model": optimizer}, schedulers={"model": scheduler},
-                        states={"reference-train": train_set, "reference-eval": eval_set})
-    # Weights, optimizer, scheduler and RNG come back first; metrics.jsonl is then kept up to that step.
-    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
-    logger = open_run_log(args, "dpo", strategy, resumed)
+    run = start_epoch_run(args=args, stage="dpo", strategy=strategy, model=model, optimizer=optimizer,
+                          train_set=train_set, eval_set=eval_set, collate=collate,
+                          states={"reference-train": train_set, "reference-eval": eval_set})
+    resumed = run.pop("resumed")
 
     reference = None
     same_weights = not args.ref_model or os.path.abspath(args.ref_model) == os.path.abspath(args.pretrain)
@@ -144,20 +135,15 @@ def main(args) -> dict:
                                  args.trust_remote_code)
             reference = strategy.prepare(AnswerLogProbs(ref.requires_grad_(False)).eval(), trainable=False)
     if args.precompute_ref and reference is not None:
-        for loader in filter(None, (train_loader, eval_loader)):
+        for loader in filter(None, (run["train_loader"], run["eval_loader"])):
             plain = strategy.dataloader(loader.dataset, args.batch_size, collate, shuffle=False)
             precompute_reference_logps(strategy=strategy, reference=reference, policy=model, loader=plain)
         reference = None
         gc.collect()  # a separate reference model's memory goes back before training starts
 
     beta = args.orpo_alpha if args.loss_type == "orpo" else args.beta
-    trainer = DPOTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,
-                         train_loader=train_loader, eval_loader=eval_loader, ref_model=reference,
-                         loss_type=args.loss_type, beta=beta, label_smoothing=args.label_smoothing,
-                         simpo_gamma=args.simpo_gamma, sft_coef=args.sft_coef,
-                         accumulation_steps=args.accumulation_steps, max_epochs=args.max_epochs,
-                         max_grad_norm=args.max_grad_norm, logger=logger, log_interval=args.log_interval,
-                         eval_interval=args.eval_interval, checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite)
+    trainer = DPOTrainer(**run, ref_model=reference, loss_type=args.loss_type, beta=beta,
+                         label_smoothing=args.label_smoothing, simpo_gamma=args.simpo_gamma, sft_coef=args.sft_coef)
     if resumed is not None:
         trainer.loop.load_state_dict(resumed)
     trainer.fit()
@@ -167,7 +153,8 @@ def main(args) -> dict:
                if "eval_accuracy" in last else f"train accuracy {last.get('accuracy', float('nan')):.3f}")
     summary = (f"[dpo] done ({args.loss_type}): {trainer.loop.global_step} steps, loss "
                f"{last.get('loss', float('nan')):.4f}, {figures}; model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=run["checkpointer"],
+                 logger=run["logger"], model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "accuracy", "margin"], plot_file="dpo.png",
                  title=f"DPO ({args.loss_type})", summary=summary)
     return {"steps": trainer.loop.global_step, **trainer.last}

@@ -48,13 +48,11 @@ def main(args) -> dict:
     family = resolve_family(args.model, start_from)
     train_pairs, eval_pairs, reports = read_preference_data(args)
 
-    from coati.checkpoint import Checkpointer
     from coati.dataset.chat import choose_chat_template, set_chat_template
     from coati.dataset.preference import PairCollator, PreferenceDataset, pairs_are_conversations
     from coati.models.loading import apply_lora, load_sequence_scorer, load_tokenizer
     from coati.models.value import ValueModel, load_legacy_state_dict
-    from coati.optim import cosine_schedule
-    from coati.outputs import open_run_log, save_outputs
+    from coati.outputs import save_outputs, start_epoch_run
     from coati.strategies import build_strategy
     from coati.trainer.rm import RewardModelTrainer
 
@@ -77,24 +75,12 @@ def main(args) -> dict:
     hf = apply_lora(hf, args.lora_rank, args.lora_alpha, args.lora_dropout, "SEQ_CLS")
     model, optimizer = strategy.prepare_train(ValueModel(hf), args.lr, args.weight_decay)
 
-    collate = PairCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
-    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
-                                       lengths=train_set.lengths() if args.group_by_length else None)
-    eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
-    steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
-    scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
-    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
-                        max_checkpoints=args.max_checkpoints, models={"model": model},
-                        optimizers={"model": optimizer}, schedulers={"model": scheduler})
-    # Weights, optimizer, scheduler and RNG come back first; metrics.jsonl is then kept up to that step.
-    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
-    logger = open_run_log(args, "rm", strategy, resumed)
-    trainer = RewardModelTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,
-                                 train_loader=train_loader, eval_loader=eval_loader, loss_fn=args.loss_fn,
-                                 accumulation_steps=args.accumulation_steps, max_epochs=args.max_epochs,
-                                 max_grad_norm=args.max_grad_norm, logger=logger,
-                                 log_interval=args.log_interval, eval_interval=args.eval_interval,
-                                 checkpointer=ckpt, skip_nonfinite=args.skip_nonfinite)
+    # Loaders, schedule, checkpoints and metrics.jsonl; with --resume_checkpoint the states come back first.
+    run = start_epoch_run(args=args, stage="rm", strategy=strategy, model=model, optimizer=optimizer,
+                          train_set=train_set, eval_set=eval_set,
+                          collate=PairCollator(tokenizer.pad_token_id, args.pad_to_multiple_of))
+    resumed = run.pop("resumed")
+    trainer = RewardModelTrainer(**run, loss_fn=args.loss_fn)
     if resumed is not None:
         trainer.loop.load_state_dict(resumed)
     trainer.fit()
@@ -106,7 +92,8 @@ def main(args) -> dict:
         f"train acc {last.get('acc', float('nan')):.3f}"
     summary = (f"[rm] done: {trainer.loop.global_step} steps, loss {last.get('loss', float('nan')):.4f}, {figures}; "
                f"model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=run["checkpointer"],
+                 logger=run["logger"], model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "acc", "dist"], plot_file="rm_accuracy.png",
                  title="Reward model", summary=summary)
     return {"steps": trainer.loop.global_step, **trainer.last}

@@ -36,12 +36,10 @@ def main(args) -> dict:
     rows = load_rows(args.dataset, args.max_datasets_size)
     eval_rows = load_rows(args.eval_dataset, flag="--eval_dataset") if args.eval_dataset else None
 
-    from coati.checkpoint import Checkpointer
     from coati.dataset.chat import build_sft_dataset, set_chat_template
     from coati.dataset.sft import Keys, SFTCollator
     from coati.models.loading import apply_lora, load_causal_lm, load_tokenizer
-    from coati.optim import cosine_schedule
-    from coati.outputs import open_run_log, save_outputs
+    from coati.outputs import save_outputs, start_epoch_run
     from coati.strategies import build_strategy
     from coati.trainer.sft import SFTTrainer
 
@@ -67,24 +65,12 @@ def main(args) -> dict:
     model = apply_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, "CAUSAL_LM")
     model, optimizer = strategy.prepare_train(model, args.lr, args.weight_decay)
 
-    collate = SFTCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
-    train_loader = strategy.dataloader(train_set, args.batch_size, collate, shuffle=True,
-                                       lengths=train_set.lengths() if args.group_by_length else None)
-    eval_loader = strategy.dataloader(eval_set, args.batch_size, collate, shuffle=False) if eval_set else None
-    steps = -(-len(train_loader) // args.accumulation_steps) * args.max_epochs
-    scheduler = cosine_schedule(optimizer, steps, args.warmup_ratio)
-    ckpt = Checkpointer(strategy, args.save_path, interval=args.save_interval,
-                        max_checkpoints=args.max_checkpoints, models={"model": model},
-                        optimizers={"model": optimizer}, schedulers={"model": scheduler})
-    # Weights, optimizer, scheduler and RNG come back first; metrics.jsonl is then kept up to that step.
-    resumed = ckpt.load(args.resume_checkpoint) if args.resume_checkpoint else None
-    logger = open_run_log(args, "sft", strategy, resumed)
-    trainer = SFTTrainer(strategy=strategy, model=model, optimizer=optimizer, scheduler=scheduler,
-                         train_loader=train_loader, eval_loader=eval_loader,
-                         accumulation_steps=args.accumulation_steps, max_epochs=args.max_epochs,
-                         max_grad_norm=args.max_grad_norm, logger=logger, log_interval=args.log_interval,
-                         eval_interval=args.eval_interval, checkpointer=ckpt,
-                         skip_nonfinite=args.skip_nonfinite)
+    # Loaders, schedule, checkpoints and metrics.jsonl; with --resume_checkpoint the states come back first.
+    run = start_epoch_run(args=args, stage="sft", strategy=strategy, model=model, optimizer=optimizer,
+                          train_set=train_set, eval_set=eval_set,
+                          collate=SFTCollator(tokenizer.pad_token_id, args.pad_to_multiple_of))
+    resumed = run.pop("resumed")
+    trainer = SFTTrainer(**run)
     if resumed is not None:
         trainer.loop.load_state_dict(resumed)
     trainer.fit()
@@ -94,7 +80,8 @@ def main(args) -> dict:
     summary = (f"[sft] done: {trainer.loop.global_step} steps, final loss {trainer.last_loss:.4f}"
                + (f", eval loss {trainer.last_eval_loss:.4f}" if trainer.last_eval_loss is not None else "")
                + f"; model in {args.save_path}")
-    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=ckpt, logger=logger, model=model,
+    save_outputs(strategy=strategy, args=args, progress=trainer.loop, checkpointer=run["checkpointer"],
+                 logger=run["logger"], model=model,
                  tokenizer=tokenizer, plot_keys=["loss", "lr"], plot_file="sft_loss.png", title="SFT",
                  summary=summary)
     return {"steps": trainer.loop.global_step, "loss": trainer.last_loss, "eval_loss": trainer.last_eval_loss}

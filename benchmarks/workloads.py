@@ -339,14 +339,16 @@ def ours_rm(a) -> dict:
     return dict(**clock.figures(), steps=out["steps"], **seen)
 
 
-def ours_ppo(a) -> dict:
-    import train_prompts
+def rollout_probe(a) -> tuple[Clock, dict]:
+    """For coati's train_prompts.py runs (PPO, GRPO): fixed-length answers and the counts of what was rolled out.
+
+    Equal work: every answer is exactly --response_len tokens on both sides. TRL runs with no stop token; here
+    EOS is held back until the last position (min_new_tokens), the one change made to coati's run. Returns a
+    Clock around PPOTrainer.fit and the running counts (answers, their tokens, all tokens) on this rank."""
     from coati.experience import maker as maker_mod
     from coati.trainer.ppo import PPOTrainer
 
     clock, seen = Clock(), {"samples": 0, "tokens": 0, "response_tokens": 0}
-    # Equal work: every response is exactly --response_len tokens on both sides. TRL runs with no stop token;
-    # here EOS is held back until the last position (min_new_tokens), the one change made to coati's run.
     original_init, original_make = maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make
 
     def init(self, *args, **kwargs):
@@ -362,6 +364,15 @@ def ours_ppo(a) -> dict:
 
     maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
     time_method(PPOTrainer, "fit", clock)
+    return clock, seen
+
+
+def ours_ppo(a) -> dict:
+    import train_prompts
+    from coati.experience import maker as maker_mod
+    from coati.trainer.ppo import PPOTrainer
+
+    clock, seen = rollout_probe(a)
     phases = PPOPhases()
     maker_mod.sample = phases.timed_generation(maker_mod.sample)
     # _update is the episode's minibatch loop: its first forward to its last optimizer step
@@ -594,26 +605,9 @@ def grpo_shape(a) -> dict:
 
 def ours_grpo(a) -> dict:
     import train_prompts
-    from coati.experience import maker as maker_mod
-    from coati.trainer.ppo import PPOTrainer
 
     shape = grpo_shape(a)
-    clock, seen = Clock(), {"samples": 0, "tokens": 0, "response_tokens": 0}
-    original_init, original_make = maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make
-
-    def init(self, *args, **kwargs):  # fixed-length answers, as TRL's with min_new_tokens
-        original_init(self, *args, **kwargs)
-        self.gen_kwargs = {**self.gen_kwargs, "min_new_tokens": a.response_len}
-
-    def make(self, prompts, kl_coef):
-        samples = original_make(self, prompts, kl_coef)
-        seen["samples"] += len(samples)
-        seen["response_tokens"] += sum(len(s.response) for s in samples)
-        seen["tokens"] += sum(len(s.prompt) + len(s.response) for s in samples)
-        return samples
-
-    maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
-    time_method(PPOTrainer, "fit", clock)
+    clock, seen = rollout_probe(a)
     argv = common_ours(a) + [
         "--algo", "grpo", "--prompt_dataset", os.path.join(a.work, "grpo_ours.json"), "--ppo_instruction_str",
         "prompt", "--reward_fn", f"{os.path.abspath(__file__)}:bench_reward", "--num_generations",

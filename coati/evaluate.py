@@ -163,7 +163,7 @@ def win_rate(scores: list[float], baseline: list[float]) -> float:
 def main(args) -> dict:
     check_args(args)
     from coati.dataset.io import load_rows, require_keys_somewhere
-    from coati.rewards import call_reward_fns, load_reward_fn, reward_columns
+    from coati.rewards import load_reward_fn, reward_columns, score_each
 
     fns = [load_reward_fn(spec) for spec in args.reward_fn]
     rows = load_rows(args.prompt_dataset, args.max_prompts, flag="--prompt_dataset")
@@ -191,9 +191,8 @@ def main(args) -> dict:
             if fns:
                 text_prompts = [p if isinstance(p, str) else json.dumps(p, ensure_ascii=False)
                                 for p in mode_prompts]
-                fn_total, means = call_reward_fns(fns, None, text_prompts, texts,
-                                                  {c: v * k for c, v in columns.items()})
-                figures.update({f"reward_{name}": value for name, value in means.items()})
+                fn_total, each = score_each(fns, None, text_prompts, texts, {c: v * k for c, v in columns.items()})
+                figures.update({f"reward_{name}": float(v.double().mean()) for name, v in each.items()})
                 total += fn_total
             figures["_total"] = total.tolist()
             results.setdefault(path, {})[mode] = figures

@@ -96,29 +96,6 @@ def reward_columns(rows: Sequence[dict], prompt_key: str) -> dict[str, list]:
     return {k: [row.get(k) for row in rows] for k in keys}
 
 
-def call_reward_fns(
-    fns: Sequence[RewardFn],
-    weights: Sequence[float] | None,
-    prompts: Sequence[str],
-    responses: Sequence[str],
-    columns: dict[str, Sequence] | None = None,
-    flag: str = "--reward_weights",
-    row_names: Sequence[str] | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Score N answers with every function and add the scores up.
-
-    prompts, responses: N texts each; columns: name -> N values. Returns (total (N,) float32 tensor, the
-    weighted sum of the functions' scores; name -> mean unweighted score of that function). weights None
-    means 1 for each function; a count other than len(fns) is a UserError naming flag.
-    A function that raises, returns a count other than N, or a value that is not a finite number stops the
-    run with a UserError of one line naming the function and the row (counted from 1, with the start of
-    its prompt); row_names, one per answer, name the rows instead (e.g. "--prompt_dataset row 17").
-    """
-    n = len(prompts)
-    total, each = score_each(fns, weights, prompts, responses, columns, flag, row_names)
-    return total, {name: float(values.double().mean()) if n else 0.0 for name, values in each.items()}
-
-
 def score_each(
     fns: Sequence[RewardFn],
     weights: Sequence[float] | None,
@@ -128,8 +105,16 @@ def score_each(
     flag: str = "--reward_weights",
     row_names: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """call_reward_fns, but each function's unweighted scores kept per answer: (total (N,), name -> (N,)),
-    all float32, so a trainer can average them over a whole episode and over processes."""
+    """Score N answers with every function and add the scores up.
+
+    prompts, responses: N texts each; columns: name -> N values. Returns (total, each): total (N,) the
+    weighted sum of the functions' scores; each: name -> (N,) that function's unweighted scores, kept per
+    answer so a trainer can average them over a whole episode and over processes; all float32. weights None
+    means 1 for each function; a count other than len(fns) is a UserError naming flag.
+    A function that raises, returns a count other than N, or a value that is not a finite number stops the
+    run with a UserError of one line naming the function and the row (counted from 1, with the start of
+    its prompt); row_names, one per answer, name the rows instead (e.g. "--prompt_dataset row 17").
+    """
     columns = dict(columns or {})
     n = len(prompts)
     if len(responses) != n or any(len(v) != n for v in columns.values()):

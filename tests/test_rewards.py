@@ -13,13 +13,13 @@ import torch
 
 from coati.errors import UserError
 from coati.rewards import (
-    call_reward_fns,
     exact_answer,
     extract_answer,
     format_check,
     length_penalty,
     load_reward_fn,
     reward_columns,
+    score_each,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +77,7 @@ def test_load_errors_name_the_spec(reward_file, tmp_path):
     assert f"importing {broken} failed: SyntaxError" in msg
 
 
-# --- call_reward_fns -------------------------------------------------------------------------------
+# --- score_each -------------------------------------------------------------------------------
 
 
 PROMPTS = ["첫 번째 질문입니다", "second prompt, which is quite a bit longer than forty characters", "셋"]
@@ -95,15 +95,17 @@ def test_weighted_sum_means_and_columns():
         return [0.5, 1, 2]  # an int is a number too
 
     columns = {"answer": ["1", "2", "3"], "source": ["a", "b", "c"]}
-    total, means = call_reward_fns([spy, half], [2.0, -1.0], PROMPTS, RESPONSES, columns)
+    total, each = score_each([spy, half], [2.0, -1.0], PROMPTS, RESPONSES, columns)
     close = torch.testing.assert_close
     close(total, torch.tensor([2.0 - 0.5, 0.0 - 1.0, 2.0 - 2.0]))
     assert total.dtype == torch.float32 and total.shape == (3,)
-    assert means == {"spy": pytest.approx(2 / 3), "half": pytest.approx(3.5 / 3)}
+    assert list(each) == ["spy", "half"]
+    close(each["spy"], torch.tensor([1.0, 0.0, 1.0]))
+    close(each["half"], torch.tensor([0.5, 1.0, 2.0]))
     assert seen == {"prompts": PROMPTS, "responses": RESPONSES, "columns": columns}
     # weights default to 1 each; a tensor result is accepted
     as_tensor = lambda p, r, **_: torch.tensor([1.0, 2.0, 3.0])  # noqa: E731
-    total, _ = call_reward_fns([spy, as_tensor], None, PROMPTS, RESPONSES)
+    total, _ = score_each([spy, as_tensor], None, PROMPTS, RESPONSES)
     close(total, torch.tensor([2.0, 2.0, 4.0]))
 
 
@@ -111,12 +113,12 @@ def test_same_name_twice_keeps_both_means():
     def f(prompts, responses, **_):
         return [1.0] * len(prompts)
 
-    _, means = call_reward_fns([f, f], None, PROMPTS, RESPONSES)
-    assert means == {"f": 1.0, "f#2": 1.0}
+    _, each = score_each([f, f], None, PROMPTS, RESPONSES)
+    assert sorted(each) == ["f", "f#2"]
 
 
 def test_wrong_weight_count():
-    msg = one_line_error(call_reward_fns, [format_check], [1.0, 2.0], PROMPTS, RESPONSES)
+    msg = one_line_error(score_each, [format_check], [1.0, 2.0], PROMPTS, RESPONSES)
     assert msg.startswith("--reward_weights has 2 value(s) but 1 reward function(s)")
 
 
@@ -126,7 +128,7 @@ def test_function_raising_names_the_row():
             raise KeyError("english")
         return [1.0] * len(responses)
 
-    msg = one_line_error(call_reward_fns, [picky], None, PROMPTS, RESPONSES)
+    msg = one_line_error(score_each, [picky], None, PROMPTS, RESPONSES)
     assert msg == ("reward function picky raised on row 2 (prompt 'second prompt, which is quite a bit "
                    "l...'): KeyError: 'english'")
 
@@ -135,17 +137,17 @@ def test_function_raising_names_the_row():
             raise RuntimeError("needs one at a time\nsecond line")
         return [0.0]
 
-    msg = one_line_error(call_reward_fns, [batch_only], None, PROMPTS, RESPONSES)
+    msg = one_line_error(score_each, [batch_only], None, PROMPTS, RESPONSES)
     assert msg == ("reward function batch_only raised on a batch of 3 answers: "
                    "RuntimeError: needs one at a time")
 
 
 def test_missing_answer_column_or_value():
-    msg = one_line_error(call_reward_fns, [exact_answer], None, PROMPTS, RESPONSES)
+    msg = one_line_error(score_each, [exact_answer], None, PROMPTS, RESPONSES)
     assert msg.startswith("reward function exact_answer raised on row 1 (prompt '첫 번째 질문입니다'):")
     assert msg.endswith("ValueError: exact_answer needs an 'answer' column in the prompt rows")
     columns = {"answer": ["1", None, "3"]}
-    msg = one_line_error(call_reward_fns, [exact_answer], None, PROMPTS, RESPONSES, columns)
+    msg = one_line_error(score_each, [exact_answer], None, PROMPTS, RESPONSES, columns)
     assert "on row 2" in msg and "the row has no 'answer'" in msg
 
 
@@ -165,7 +167,7 @@ def test_bad_results(result, expected):
     def bad(prompts, responses, **_):
         return result
 
-    assert one_line_error(call_reward_fns, [bad], None, PROMPTS, RESPONSES) == expected
+    assert one_line_error(score_each, [bad], None, PROMPTS, RESPONSES) == expected
 
 
 def test_reward_columns_aligned_with_rows():
