@@ -3,7 +3,7 @@
 # ALGO=ppo (default) runs the offline demo's PPO: actor from outputs/sft, reward model and critic from outputs/rm.
 # ALGO=grpo | rloo | reinforce_pp runs a critic-free algorithm on the verifiable task (data/verifiable_*_ko.jsonl),
 # rewarded by the exact_answer function, from an SFT model trained on its SFT rows (outputs/sft-verifiable):
-#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=7 BATCH_SIZE=16 bash train_sft.sh
+#   DATASET=data/verifiable_sft_ko.jsonl SAVE_PATH=outputs/sft-verifiable MAX_EPOCHS=14 BATCH_SIZE=16 bash train_sft.sh
 #   ALGO=grpo bash train_prompts.sh
 # Held-out prompts (EVAL_DATASET) are answered greedily and sampled, and scored before and after training.
 # Set RM_PATH, REWARD_FN, EVAL_DATASET or PRETRAIN_DATASET to an empty value to leave that part out.

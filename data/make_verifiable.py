@@ -10,9 +10,13 @@ The answer is checked by `coati.rewards.exact_answer` against the row's `answer`
 Files (JSON Lines, one object per line), all written for this project:
 - verifiable_train_ko.jsonl: 300 `{"prompt", "answer"}` rows for GRPO / RLOO / REINFORCE++ training;
 - verifiable_eval_ko.jsonl: 60 held-out rows of the same kinds built from other words and numbers;
-- verifiable_sft_ko.jsonl: 1200 `{"prompt", "completion"}` rows, completion `답: <answer>`, with prompts of
-  their own (no SFT prompt is a train or eval prompt) over the words of both and numbers of their own,
-  so an SFT model learns the format and some of the copying but not all of it.
+- verifiable_sft_ko.jsonl: 1200 `{"prompt", "completion"}` rows with prompts of their own (no SFT prompt is a
+  train or eval prompt) over the words of both and numbers of their own. Half the completions are
+  `답: <answer>`, half say the same answer in a sentence (`정답은 <answer>입니다.`), which exact_answer counts
+  wrong for a word (it reads the `답:` line, else the whole text) and right for a number (the last number).
+  An SFT model on them answers in either form, so RL has something every prompt shares to learn from the
+  reward: keep the checkable form. Measured with the launcher's commands (14 SFT epochs, 60 GRPO episodes on
+  two ranks): held-out exact answers 35% -> 73% greedy, and the `답:` form from 40% to all greedy answers.
 Eval prompts are new: no train or SFT prompt is one, and the splits share no number. Train and SFT draw
 from every word, eval from a sixth of them. The script is
 deterministic (fixed seed, standard library only): `python data/make_verifiable.py` rewrites the three
@@ -67,6 +71,9 @@ NUMBER = [
     "이 숫자를 똑같이 적어 주세요: {n}",
 ]
 KINDS = ("copy", "marked", "pair", "list", "number")
+# The other way an SFT answer is written: right, but not in the `답: <answer>` form exact_answer checks (for a
+# number it still passes: the last number in the text is compared).
+SENTENCE = "정답은 {a}입니다."
 
 
 def make_row(kind: str, words: list[str], numbers: list[int], rng: random.Random) -> dict:
@@ -125,7 +132,9 @@ def build() -> dict[str, list[dict]]:
         if split == "sft":
             taken = {r["prompt"] for r in out["train"] + out["eval"]}
             rows = [r if r["prompt"] not in taken else make_row("number", *pools["sft"], rng) for r in rows]
-            rows = [{"prompt": r["prompt"], "completion": f"답: {r['answer']}"} for r in rows]
+            # Half the SFT answers keep the checkable format, half say it in a sentence (see the module docstring).
+            rows = [{"prompt": r["prompt"], "completion": f"답: {r['answer']}" if rng.random() < 0.5 else
+                     SENTENCE.format(a=r["answer"])} for r in rows]
         out[split] = rows
     return out
 

@@ -250,12 +250,20 @@ def test_verifiable_rows_are_scored_right_and_splits_disjoint():
                              answer=[w[2] for w in wrong_pairs])
         assert right == [1.0] * len(rows)
         assert len(wrong) > len(rows) * 0.9 and wrong == [0.0] * len(wrong)
+    checkable = 0
     for r in sft:
         assert set(r) == {"prompt", "completion"}
-        assert format_check([r["prompt"]], [r["completion"]]) == [1.0]
-        answer = extract_answer(r["completion"])
+        if format_check([r["prompt"]], [r["completion"]]) == [1.0]:
+            checkable += 1
+            answer = extract_answer(r["completion"])
+        else:  # the same answer said in a sentence: right for a number, wrong for a word
+            assert r["completion"].startswith("정답은 ") and r["completion"].endswith("입니다.")
+            answer = r["completion"][len("정답은 "):-len("입니다.")]
+            expected = 1.0 if answer.isdigit() else 0.0
+            assert exact_answer([r["prompt"]], [r["completion"]], answer=[answer]) == [expected]
         assert answer in r["prompt"]
         sft_answers.append(answer)
+    assert 0.4 < checkable / len(sft) < 0.6  # both forms, about half each
     train_answers, eval_answers = {r["answer"] for r in train}, {r["answer"] for r in evals}
     assert len(eval_answers) >= 25  # varied enough that a few memorised words cannot pass the eval
     # Eval prompts are new to RL and SFT; the words are shared (what RL may carry over is the copying), the
