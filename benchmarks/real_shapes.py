@@ -7,9 +7,10 @@ of `python -m coati.memory` for the same run.
 Each run is one stage script as a user types it (plain python, --strategy naive, LoRA rank 8), in a fresh process
 whose peak resident set (the kernel's high-water mark, from wait4) is the figure. The base model is the preset
 with random weights, written once in the run's dtype (so loading maps it and converts nothing); SFT's
-checkpointed run writes the folder RM starts from, RM's the reward model PPO scores with. Rows are long enough
-to fill --max_len (SFT, RM) and --max_input_len (PPO prompts), so the measured lengths are the ones the
-estimate is asked about. Folders under --work are deleted at the end unless --keep.
+checkpointed run writes the folder RM, DPO, PPO and GRPO start from, RM's the reward model PPO scores with
+(GRPO is rewarded by a function, length_penalty, and keeps a k3 KL loss, so its reference takes part). Rows are
+long enough to fill --max_len (SFT, RM, DPO) and --max_input_len (PPO and GRPO prompts), so the measured lengths
+are the ones the estimate is asked about. Folders under --work are deleted at the end unless --keep.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "results", "real_shapes")
 DATA = os.path.join(ROOT, "data")
-RUNS = ("sft", "sft_ckpt", "rm", "rm_ckpt", "ppo", "ppo_ckpt", "ppo_ckpt_offload")
+RUNS = ("sft", "sft_ckpt", "rm", "rm_ckpt", "ppo", "ppo_ckpt", "ppo_ckpt_offload", "dpo", "dpo_ckpt", "grpo",
+        "grpo_ckpt")
 SFT_BATCH, RM_BATCH, MAX_LEN, SFT_ROWS, RM_ROWS = 2, 2, 128, 4, 4
 PPO = dict(experience_batch_size=2, train_batch_size=2, max_input_len=48, max_new_tokens=16)
+GENERATIONS = 4  # GRPO's answers per prompt: 2 prompts x 4 answers per rollout, minibatches of 2
+GRPO_KL = 0.04  # a k3 KL loss, so the reference (the actor with its adapters off) takes part
 LIMIT_S = 480  # a run still going after 8 minutes is stopped and reported
 
 
@@ -66,17 +70,23 @@ def command(run: str, dtype: str, work: str, data: dict, base: str) -> tuple[lis
     # The stage before's folder when its run finished, else the base model (the same shape and file size).
     sft = os.path.join(work, f"sft_ckpt-{dtype}")
     sft = sft if os.path.isfile(os.path.join(sft, "config.json")) else base
-    if stage == "rm":
-        return ["train_reward_model.py", *common, "--pretrain", sft, "--dataset", data["rm"], "--batch_size",
+    if stage in ("rm", "dpo"):  # the same pairs, the same batch
+        script = "train_reward_model.py" if stage == "rm" else "train_dpo.py"
+        return [script, *common, "--pretrain", sft, "--dataset", data["rm"], "--batch_size",
                 str(RM_BATCH), "--max_epochs", "1", "--max_datasets_size", str(RM_ROWS), "--eval_split", "0",
                 "--no-group_by_length"], save
+    rollout = ["--prompt_dataset", data["ppo"], "--ppo_instruction_str", "prompt", "--num_episodes", "1",
+               "--num_collect_steps", "1", "--num_update_steps", "1", "--max_datasets_size", "4", "--top_k", "0",
+               *[x for k, v in PPO.items() for x in (f"--{k}", str(v))]]
+    if stage == "grpo":  # rewards written as code: no reward model, no critic
+        return ["train_prompts.py", *common, "--algo", "grpo", "--pretrain", sft, "--reward_fn", "length_penalty",
+                "--num_generations", str(GENERATIONS), "--kl_coef", "0", "--kl_loss_coef", str(GRPO_KL),
+                *rollout], save
     rm = os.path.join(work, f"rm_ckpt-{dtype}")
     if not os.path.isfile(os.path.join(rm, "config.json")):
         write_scorer(sft, rm)
-    return ["train_prompts.py", *common, "--pretrain", sft, "--rm_path", rm, "--prompt_dataset", data["ppo"],
-            "--ppo_instruction_str", "prompt", "--num_episodes", "1", "--num_collect_steps", "1",
-            "--num_update_steps", "1", "--max_datasets_size", "4", "--top_k", "0",
-            *[x for k, v in PPO.items() for x in (f"--{k}", str(v))]] + (["--offload_frozen"] if offload else []), save
+    return ["train_prompts.py", *common, "--pretrain", sft, "--rm_path", rm, *rollout] + \
+        (["--offload_frozen"] if offload else []), save
 
 
 def write_scorer(source: str, out: str) -> None:
@@ -108,16 +118,16 @@ def measure(argv: list[str], log: str) -> dict:
 
 
 def seconds_per_step(save: str, stage: str) -> float | None:
-    """Median seconds per optimizer step (SFT, RM) or per PPO episode, from metrics.jsonl."""
+    """Median seconds per optimizer step (SFT, RM, DPO) or per episode (PPO, GRPO), from metrics.jsonl."""
     path = os.path.join(save, "metrics.jsonl")
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         records = [r for r in map(json.loads, f) if r.get("split") != "eval"]
-    if stage == "ppo":
+    if stage in ("ppo", "grpo"):
         times = [r["rollout_s"] + r["update_s"] for r in records if "rollout_s" in r]
     else:
-        batch = SFT_BATCH if stage == "sft" else RM_BATCH
+        batch = SFT_BATCH if stage == "sft" else RM_BATCH  # pairs for RM and DPO
         times = [batch / r["samples_per_s"] for r in records if r.get("samples_per_s")]
     return sorted(times)[len(times) // 2] if times else None
 
@@ -158,7 +168,7 @@ def main(argv=None) -> None:
         print(json.dumps(record), flush=True)
         with open(os.path.join(args.out, "results.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if stage == "ppo" or "ckpt" not in run:  # SFT and RM outputs of the checkpointed run feed the next stage
+        if stage not in ("sft", "rm") or "ckpt" not in run:  # SFT and RM outputs of the checkpointed run feed the next stage
             shutil.rmtree(save, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -175,7 +185,8 @@ def predicted(record: dict) -> float:
     shape = shape_from_config({**preset_fields(record["preset"]), "vocab_size": vocab}, record["preset"])
     batch = SFT_BATCH if record["stage"] == "sft" else RM_BATCH
     est = estimate(shape, record["stage"], lora_rank=8, dtype=record["dtype"], batch_size=batch, max_len=MAX_LEN,
-                   grad_checkpoint=record["grad_checkpoint"], offload_frozen=record["offload_frozen"], **PPO)
+                   grad_checkpoint=record["grad_checkpoint"], offload_frozen=record["offload_frozen"],
+                   num_generations=GENERATIONS, reward_model=record["stage"] != "grpo", **PPO)
     return est.total / GiB
 
 
@@ -184,7 +195,7 @@ def table(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     rows = ["| stage | dtype | --grad_checkpoint | --offload_frozen | peak RSS, measured (GiB) | coati.memory (GiB) "
-            "| estimate / measured | s per step (episode for PPO) |", "|---|---|---|---|---:|---:|---:|---:|"]
+            "| estimate / measured | s per step (episode for PPO, GRPO) |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in records:
         guess = predicted(r)
         step = f"{r['s_per_step']:.0f}" if r["s_per_step"] else f"stopped after {r['wall_s']:.0f} s"

@@ -339,12 +339,13 @@ def ours_rm(a) -> dict:
     return dict(**clock.figures(), steps=out["steps"], **seen)
 
 
-def rollout_probe(a) -> tuple[Clock, dict]:
+def rollout_probe(a) -> tuple[Clock, dict, PPOPhases]:
     """For coati's train_prompts.py runs (PPO, GRPO): fixed-length answers and the counts of what was rolled out.
 
     Equal work: every answer is exactly --response_len tokens on both sides. TRL runs with no stop token; here
     EOS is held back until the last position (min_new_tokens), the one change made to coati's run. Returns a
-    Clock around PPOTrainer.fit and the running counts (answers, their tokens, all tokens) on this rank."""
+    Clock around PPOTrainer.fit, the running counts (answers, their tokens, all tokens) on this rank, and the
+    loop's phases (decoding, scoring, update)."""
     from coati.experience import maker as maker_mod
     from coati.trainer.ppo import PPOTrainer
 
@@ -364,19 +365,17 @@ def rollout_probe(a) -> tuple[Clock, dict]:
 
     maker_mod.ExperienceMaker.__init__, maker_mod.ExperienceMaker.make = init, make
     time_method(PPOTrainer, "fit", clock)
-    return clock, seen
-
-
-def ours_ppo(a) -> dict:
-    import train_prompts
-    from coati.experience import maker as maker_mod
-    from coati.trainer.ppo import PPOTrainer
-
-    clock, seen = rollout_probe(a)
     phases = PPOPhases()
     maker_mod.sample = phases.timed_generation(maker_mod.sample)
     # _update is the episode's minibatch loop: its first forward to its last optimizer step
     PPOTrainer._update = around(PPOTrainer._update, before=phases.training_begins, after=phases.stepped)
+    return clock, seen, phases
+
+
+def ours_ppo(a) -> dict:
+    import train_prompts
+
+    clock, seen, phases = rollout_probe(a)
     rm_dir = os.path.join(a.work, f"model-{a.model}-rm")  # written by setup beside the model
     argv = common_ours(a) + [
         "--rm_path", rm_dir, "--prompt_dataset", os.path.join(a.work, "ppo_ours.json"),
@@ -607,7 +606,7 @@ def ours_grpo(a) -> dict:
     import train_prompts
 
     shape = grpo_shape(a)
-    clock, seen = rollout_probe(a)
+    clock, seen, phases = rollout_probe(a)
     argv = common_ours(a) + [
         "--algo", "grpo", "--prompt_dataset", os.path.join(a.work, "grpo_ours.json"), "--ppo_instruction_str",
         "prompt", "--reward_fn", f"{os.path.abspath(__file__)}:bench_reward", "--num_generations",
@@ -619,7 +618,7 @@ def ours_grpo(a) -> dict:
     ]
     out = train_prompts.main(train_prompts.parse_args(argv))
     seen = {k: v * world_size() for k, v in seen.items()}
-    return dict(**clock.figures(), steps=len(out["history"]), **seen)
+    return dict(**clock.figures(phases), steps=len(out["history"]), **seen)
 
 
 def trl_grpo(a) -> dict:

@@ -139,9 +139,9 @@ class Role:
     offloadable: bool = False  # --offload_frozen keeps it in host memory except while it scores
 
 
-# One row per stage. DPO (train_dpo.py) and GRPO (train_prompts.py --algo grpo) follow when those stages land:
-# "dpo": policy + reference (frozen_copy), 2 x batch sequences per step;
-# "grpo": actor + reference (frozen_copy) + reward model, no critic, num_generations answers per prompt.
+# One row per stage. DPO steps on 2 x batch sequences (chosen and rejected); GRPO (train_prompts.py --algo grpo,
+# also rloo and reinforce_pp) holds no critic and rolls out num_generations answers per prompt. A reward model
+# is held unless the rewards are all written as code (--reward_fn without --rm_path).
 STAGES: dict[str, tuple[Role, ...]] = {
     "sft": (Role("policy", "lm", True),),
     "rm": (Role("reward model", "scorer", True),),
@@ -169,13 +169,16 @@ def estimate(shape: Shape, stage: str, *, lora_rank: int = 0, dtype: str = "fp32
              nproc: int = 1, batch_size: int = 4, max_len: int = 512, experience_batch_size: int = 8,
              train_batch_size: int = 8, max_input_len: int = 256, max_new_tokens: int = 128,
              num_generations: int = 4, grad_checkpoint: bool = False, offload_frozen: bool = False,
-             device: str = "cpu") -> Estimate:
+             reward_model: bool = True, device: str = "cpu") -> Estimate:
     """Bytes per process for each term of a stage's peak (see the module docstring)."""
     b, notes = BYTES[dtype], []
     shard = nproc if strategy in SHARDED else 1
     offloaded = 0.0
     weights = trainable_full = trainable_lora = 0.0
     for role in STAGES[stage]:
+        if role.name == "reward model" and stage in ("ppo", "grpo") and not reward_model:
+            notes.append("no reward model: the rewards are written as code")
+            continue
         if role.frozen_copy and lora_rank:
             notes.append(f"{role.name}: the {STAGES[stage][0].name} with its LoRA adapters off (no second copy)")
             continue
@@ -284,8 +287,7 @@ def gpu_table() -> str:
                 gb = estimate(shape, stage, lora_rank=lora, dtype="bf16", device="cuda", grad_checkpoint=True).total / 1e9
                 fits = next((f"{s} GB" for s in GPU_SIZES if gb <= s * 0.95), "more than one 80 GB GPU")
                 cells.append(f"{gb:.0f} GB: {fits}")
-            label = f"{stage.upper()}, {'LoRA r8' if lora else 'full'}" + (" (not yet measured)" if stage in
-                                                                           ("dpo", "grpo") else "")
+            label = f"{stage.upper()}, {'LoRA r8' if lora else 'full'}"
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -295,7 +297,7 @@ def parse_args(argv: list[str] | None = None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--pretrain", help="model folder (config.json) or a coati.kit preset name")
     p.add_argument("--stage", default="sft", choices=tuple(STAGES),
-                   help="dpo and grpo: the composition those stages will have (not measured yet)")
+                   help="grpo also stands for rloo and reinforce_pp (no critic)")
     p.add_argument("--lora_rank", type=int, default=0, help="LoRA rank on all linear layers; 0 = full tuning")
     p.add_argument("--dtype", default="fp32", choices=tuple(BYTES), help="weights dtype")
     p.add_argument("--strategy", default="naive",
@@ -312,6 +314,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--grad_checkpoint", action="store_true", help="activation checkpointing")
     p.add_argument("--offload_frozen", action="store_true",
                    help="PPO/GRPO: reference and reward model in host memory except while they score (GPU)")
+    p.add_argument("--no_reward_model", dest="reward_model", action="store_false",
+                   help="PPO/GRPO rewarded only by functions (--reward_fn without --rm_path): no reward model held")
     p.add_argument("--gpu_table", action="store_true", help="print the GPU-size table of docs/real-models.md")
     return p.parse_args(argv)
 
@@ -332,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     est = estimate(shape, args.stage, **{k: getattr(args, k) for k in (
         "lora_rank", "dtype", "strategy", "nproc", "batch_size", "max_len", "experience_batch_size",
         "train_batch_size", "max_input_len", "max_new_tokens", "num_generations", "grad_checkpoint",
-        "offload_frozen", "device")})
+        "offload_frozen", "reward_model", "device")})
     print(report(shape, args.pretrain, args.stage, est, args))
 
 

@@ -64,6 +64,18 @@ def test_bytes_by_hand():
     assert ppo.terms["optimizer states"] == (2 * 16384 + 64) * 8  # the critic's score head is trained whole
     assert ppo.terms["KV cache"] == 2 * 12 * 2 * 2 * 64 * 2  # rows x tokens x layers x (k, v) x kv width x bytes
     assert estimate(NEOX, "ppo", dtype="bf16").terms["weights"] == (2 * 484096 + 2 * scorer) * 2
+    # GRPO under LoRA rewarded by functions only: the actor alone (no critic, no reward model, no second copy);
+    # its rollout is 8 answers, 2 prompts x 4 generations.
+    grpo = estimate(NEOX, "grpo", lora_rank=8, dtype="bf16", experience_batch_size=2, max_input_len=8,
+                    max_new_tokens=4, train_batch_size=2, num_generations=4, reward_model=False)
+    assert grpo.terms["weights"] == 484096 * 2 and grpo.terms["optimizer states"] == 16384 * 8
+    assert grpo.terms["KV cache"] == 8 * 12 * 2 * 2 * 64 * 2
+    assert estimate(NEOX, "grpo", lora_rank=8, dtype="bf16").terms["weights"] == (484096 + scorer) * 2
+    # DPO under LoRA: the policy alone; a step runs chosen and rejected, 2 x batch sequences.
+    dpo = estimate(NEOX, "dpo", lora_rank=8, dtype="fp32", batch_size=2, max_len=16)
+    assert dpo.terms["weights"] == 484096 * 4
+    assert dpo.terms["activations"] == 2 * estimate(NEOX, "sft", lora_rank=8, batch_size=2, max_len=16).terms[
+        "activations"]
     # --offload_frozen on a GPU: the reward model waits in host memory.
     off = estimate(NEOX, "ppo", lora_rank=8, dtype="bf16", offload_frozen=True, device="cuda")
     assert off.terms["weights"] == (484096 + scorer) * 2 and off.host == scorer * 2
