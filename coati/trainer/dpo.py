@@ -9,7 +9,7 @@ import torch
 
 from coati.losses import DEFAULT_SIMPO_GAMMA, REFERENCE_FREE_LOSSES, preference_loss
 from coati.models.unwrap import peft_wrapper
-from coati.trainer.guard import finite_or_skip
+from coati.trainer.guard import guarded_step
 from coati.trainer.loop import EpochLoop
 from coati.trainer.rm import pairs_and_tokens
 
@@ -140,13 +140,9 @@ class DPOTrainer:
                                        self.optimizer)
             sums += batch_sums.to(sums.device)
         stats = dict(zip(FIGURES, (self.strategy.all_reduce(sums, "sum") / n_global).tolist()))
-        step = self.loop.global_step + 1
-        if finite_or_skip(stats["loss"], f"{self.loss_type} loss", step, self.skip_nonfinite):
-            norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
-            if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
-                self.scheduler.step()
-        else:
-            self.strategy.zero_grad(self.optimizer, self.model)
+        guarded_step(self.strategy, self.optimizer, self.model, loss=stats["loss"], what=f"{self.loss_type} loss",
+                     step=self.loop.global_step + 1, max_grad_norm=self.max_grad_norm, skip=self.skip_nonfinite,
+                     scheduler=self.scheduler)
         self.last.update(stats)
         return stats
 

@@ -20,7 +20,7 @@ from coati.experience.experience import Sample, collate
 from coati.losses import clipped_policy_loss, kl_loss, token_nll_sum, value_loss
 from coati.models.forward import causal_lm_logits
 from coati.ops import entropy_from_logits, log_probs_from_logits, masked_mean, masked_moments, whiten
-from coati.trainer.guard import finite_or_skip
+from coati.trainer.guard import guarded_step
 from coati.trainer.metrics import summed_counts
 
 
@@ -276,10 +276,7 @@ class PPOTrainer:
 
     def _step(self, loss: torch.Tensor, optimizer, model, which: str) -> None:
         """Optimizer step unless the loss (on any rank) or the gradient is not finite."""
-        step = self.global_step + 1
-        if finite_or_skip(float(self.strategy.all_reduce(loss.detach(), "mean")), f"{which} loss", step,
-                          self.skip_nonfinite, "Lower --actor_lr/--critic_lr or use fp32/bf16"):
-            finite_or_skip(self.strategy.step(optimizer, model, self.max_grad_norm), f"{which} gradient norm", step,
-                           self.skip_nonfinite)
-        else:
-            self.strategy.zero_grad(optimizer, model)
+        guarded_step(self.strategy, optimizer, model, loss=float(self.strategy.all_reduce(loss.detach(), "mean")),
+                     what=f"{which} loss", step=self.global_step + 1, max_grad_norm=self.max_grad_norm,
+                     skip=self.skip_nonfinite, norm_what=f"{which} gradient norm",
+                     hint="Lower --actor_lr/--critic_lr or use fp32/bf16")

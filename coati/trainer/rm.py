@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from coati.losses import pair_accuracy, pair_distance, pairwise_reward_loss
-from coati.trainer.guard import finite_or_skip
+from coati.trainer.guard import guarded_step
 from coati.trainer.loop import EpochLoop
 
 
@@ -60,14 +60,10 @@ class RewardModelTrainer:
             # weights n_i / n: exactly 1 for a single micro-batch, so its figures are its own to the last bit
             stats += (n[i] / sum(n)) * torch.stack([loss.detach(), pair_accuracy(chosen, rejected),
                                                     pair_distance(chosen, rejected)])
-        step = self.loop.global_step + 1
-        mean_loss = float(self.strategy.all_reduce(stats[0], "mean"))
-        if finite_or_skip(mean_loss, "reward-model loss", step, self.skip_nonfinite):
-            norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
-            if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
-                self.scheduler.step()
-        else:
-            self.strategy.zero_grad(self.optimizer, self.model)
+        guarded_step(self.strategy, self.optimizer, self.model,
+                     loss=float(self.strategy.all_reduce(stats[0], "mean")), what="reward-model loss",
+                     step=self.loop.global_step + 1, max_grad_norm=self.max_grad_norm, skip=self.skip_nonfinite,
+                     scheduler=self.scheduler)
         loss, acc, dist = self.strategy.all_reduce(stats, "mean").tolist()
         self.last.update(loss=loss, acc=acc, dist=dist)
         return {"loss": loss, "acc": acc, "dist": dist}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from coati.losses import token_nll_sum
-from coati.trainer.guard import finite_or_skip
+from coati.trainer.guard import guarded_step
 from coati.trainer.loop import EpochLoop
 
 
@@ -48,14 +48,10 @@ class SFTTrainer:
                 self.strategy.backward(nll * scale, self.model, self.optimizer)
             total += nll.detach()
         loss = float(self.strategy.all_reduce(total, op="sum")) / max(n_global, 1.0)
-        step = self.loop.global_step + 1
-        if not finite_or_skip(loss, "training loss", step, self.skip_nonfinite):
-            self.strategy.zero_grad(self.optimizer, self.model)
-            return loss
-        norm = self.strategy.step(self.optimizer, self.model, self.max_grad_norm)
-        if finite_or_skip(norm, "gradient norm", step, self.skip_nonfinite):
-            self.scheduler.step()
-        self.last_loss = loss
+        if guarded_step(self.strategy, self.optimizer, self.model, loss=loss, what="training loss",
+                        step=self.loop.global_step + 1, max_grad_norm=self.max_grad_norm,
+                        skip=self.skip_nonfinite, scheduler=self.scheduler):
+            self.last_loss = loss
         return loss
 
     @torch.no_grad()
