@@ -146,13 +146,11 @@ class ExperienceMaker:
             if self.filter_groups:
                 in_update = group_filter_mask(score.float().cpu(), g)[0]
         mask = action_mask.float()
-        input_ids = prompts["input_ids"].repeat_interleave(g, dim=0)
-        prompt_mask = prompts["attention_mask"].repeat_interleave(g, dim=0)
         samples = []
         for i in range(n):
             cut = slice(0, int(action_mask[i].sum()))
-            samples.append(Sample(
-                prompt=input_ids[i][prompt_mask[i].bool()].cpu(), response=actions[i, cut].cpu(),
+            samples.append(Sample(  # the prompt as rolled out: seqs and attn begin with the repeated prompts
+                prompt=seqs[i, :p][attn[i, :p].bool()].cpu(), response=actions[i, cut].cpu(),
                 log_probs=log_probs[i, cut].cpu(), ref_log_probs=ref_log_probs[i, cut].cpu(),
                 values=values[i, cut].cpu(), rewards=rewards[i, cut].cpu(), advantages=advantages[i, cut].cpu(),
                 returns=returns[i, cut].cpu(), score=float(score[i]), kl=float((kl[i] * mask[i]).sum()),
