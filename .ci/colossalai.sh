@@ -29,10 +29,12 @@ py="$venv/bin/python"
 # coati is used from this checkout, not installed into the cached environment.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # test_sampling's non-finite test and test_ppo's rollouts: on transformers 4 sampling goes through generate, where
-# coati's check is a logits processor. The call_wrapper tests: Gemini's decoding loop on this stack's caches.
+# coati's check is a logits processor. The call_wrapper and repeats tests: Gemini's decoding loop on this stack's caches.
 "$py" -m pytest -q -p no:cacheprovider tests/test_sft.py tests/test_ops.py tests/test_losses.py tests/test_optim.py \
     tests/test_ppo.py tests/test_tokenizer_folders.py \
     tests/test_sampling.py::test_non_finite_logits_stop_decoding_with_one_clear_error \
     tests/test_sampling.py::test_call_wrapper_decodes_through_the_wrappers_forward_at_every_step \
-    tests/test_sampling.py::test_experience_maker_samples_through_the_strategys_rollout_model -k "not end_to_end"
+    tests/test_sampling.py::test_repeats_through_a_gathering_wrapper \
+    tests/test_sampling.py::test_experience_maker_samples_through_the_strategys_rollout_model \
+    tests/test_shared_prompts.py::test_a_grpo_rollout_scores_as_one_forward_per_row -k "not end_to_end"
 "$py" -m pytest -q -p no:cacheprovider -k colossalai

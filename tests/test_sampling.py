@@ -8,7 +8,7 @@ import torch
 from conftest import FAMILIES
 
 from coati.errors import NonFiniteError
-from coati.models import sampling
+from coati.models import fast, sampling
 from coati.models.forward import causal_lm_logits
 from coati.models.sampling import _decode_plan, draw, sample, warp_logits
 
@@ -279,3 +279,54 @@ def test_experience_maker_samples_through_the_strategys_rollout_model(tiny_model
     for a, b in zip(through, plain):
         torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
         assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def rows_fed(model) -> list[tuple[int, int]]:
+    """The (rows, length) of every input_ids the model embeds from now on (a hook on its input embedding, which
+    the fast path and transformers' forward both call)."""
+    seen: list[tuple[int, int]] = []
+    model.get_input_embeddings().register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    return seen
+
+
+PATHS = [(family, "fast") for family in ("gpt2", "gptneox")] + [(family, "transformers") for family in FAMILIES]
+
+
+@pytest.mark.parametrize("family,path", PATHS)
+def test_repeats_prefill_each_prompt_once_and_sample_as_the_prompts_repeated(tiny_models, tokenizer, family, path,
+                                                                              monkeypatch):
+    """GRPO's G answers per prompt: with repeats=G each prompt is prefilled once and its cache rows copied; the
+    tokens drawn, and their log-probs, are those of the prompts given G times each."""
+    if path == "transformers":
+        monkeypatch.setattr(fast, "plan", lambda model, device=None: None)
+    model = load(tiny_models, tokenizer, family)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    p, seen = ids.shape[1], rows_fed(model)
+    torch.manual_seed(3)
+    seqs, lp = sample(model, ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0), tokenizer, 6, top_k=0,
+                      min_new_tokens=6, return_log_probs=True)
+    assert seen == [(12, p)] + [(12, 1)] * 5
+    seen.clear()
+    torch.manual_seed(3)
+    shared, shared_lp = sample(model, ids, mask, tokenizer, 6, top_k=0, min_new_tokens=6, return_log_probs=True,
+                               repeats=4)
+    assert seen == [(3, p)] + [(12, 1)] * 5
+    assert shared.tolist() == seqs.tolist()
+    assert len({tuple(r) for r in shared[:4, p:].tolist()}) > 1  # a group's answers are drawn apart
+    torch.testing.assert_close(shared_lp, lp, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_repeats_through_a_gathering_wrapper(tiny_models, tokenizer, family):
+    """Gemini's path (the wrapper called at every step): the prefill's cache, returned by the wrapper, is copied to
+    each prompt's answers, giving the answers of the prompts repeated."""
+    model = load(tiny_models, tokenizer, family)
+    ids, mask = left_padded(tokenizer, PROMPTS)
+    plain = sample(model, ids.repeat_interleave(2, 0), mask.repeat_interleave(2, 0), tokenizer, 5, do_sample=False,
+                   min_new_tokens=5, return_log_probs=True)
+    wrapped = GatherInForward(load(tiny_models, tokenizer, family))
+    seqs, lp = sample(wrapped, ids, mask, tokenizer, 5, do_sample=False, min_new_tokens=5, return_log_probs=True,
+                      call_wrapper=True, repeats=2)
+    assert seqs.tolist() == plain[0].tolist() and wrapped.calls == 5
+    torch.testing.assert_close(lp, plain[1], atol=1e-5, rtol=1e-5)
+

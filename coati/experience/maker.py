@@ -20,7 +20,7 @@ from coati.advantages import (
     sequence_to_tokens,
 )
 from coati.experience.experience import Sample
-from coati.models.forward import causal_lm_logits
+from coati.models.forward import answer_logits
 from coati.models.loading import adapters_disabled
 from coati.models.sampling import sample
 from coati.ops import (
@@ -106,15 +106,15 @@ class ExperienceMaker:
 
     def _generate(self, prompts: dict, g: int, do_sample: bool = True):
         device = self.strategy.device
-        input_ids = prompts["input_ids"].to(device).repeat_interleave(g, dim=0)
-        prompt_mask = prompts["attention_mask"].to(device).repeat_interleave(g, dim=0)
+        input_ids, prompt_mask = prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
         p = input_ids.shape[1]
-        # The actor's log-probs come from the decoding steps: one forward per token, none after.
+        # The actor's log-probs come from the decoding steps: one forward per token, none after. Each prompt is
+        # prefilled once for its g answers.
         gen_kwargs = self.gen_kwargs if do_sample else {**self.gen_kwargs, "do_sample": False}
         seqs, log_probs = sample(self.strategy.rollout_model(self.actor), input_ids, prompt_mask, self.tokenizer,
-                                 return_log_probs=True, **gen_kwargs, **self.strategy.generation_kwargs())
+                                 return_log_probs=True, repeats=g, **gen_kwargs, **self.strategy.generation_kwargs())
         action_mask = action_mask_from_sequences(seqs, p, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
-        attn = torch.cat([prompt_mask, action_mask.long()], dim=1)
+        attn = torch.cat([prompt_mask.repeat_interleave(g, dim=0), action_mask.long()], dim=1)
         return seqs, log_probs, action_mask, attn, p
 
     def _make(self, prompts: dict, kl_coef: float) -> list[Sample]:
@@ -124,8 +124,8 @@ class ExperienceMaker:
 
         # Column p-1+t of the logits predicts action t; the critic's value there is V(state before action t).
         if self.initial_model is not None:
-            with self._on_device(self.initial_model) as ref:
-                ref_log_probs = log_probs_from_logits(causal_lm_logits(ref, seqs, attn, p - 1)[:, :-1], actions)
+            with self._on_device(self.initial_model) as ref:  # each prompt runs once for its g answers
+                ref_log_probs = log_probs_from_logits(answer_logits(ref, seqs, attn, p, g), actions)
         else:
             ref_log_probs = log_probs  # no KL term: the reference is not loaded
         if self.critic is not None:
@@ -166,7 +166,7 @@ class ExperienceMaker:
         parts: dict[str, torch.Tensor] = {}
         if self.reward_model is not None:
             with self._on_device(self.reward_model) as rm:
-                score = rm(input_ids=seqs, attention_mask=attn)
+                score = rm(input_ids=seqs, attention_mask=attn, prompt_len=p, repeats=g)
         if self.reward_fns:
             texts = [t for t in prompts["texts"] for _ in range(g)]
             columns = {k: [v for v in values for _ in range(g)] for k, values in prompts["columns"].items()}

@@ -10,7 +10,13 @@ import torch
 
 from coati.errors import NonFiniteError
 from coati.models import fast
-from coati.models.forward import forward_params, position_ids_from_mask, takes_position_ids
+from coati.models.forward import (
+    cache_argument,
+    forward_params,
+    position_ids_from_mask,
+    repeat_cache_rows,
+    takes_position_ids,
+)
 from coati.models.unwrap import innermost
 
 
@@ -73,11 +79,14 @@ def _decode_plan(model: torch.nn.Module):
     """A function that runs coati's decoding loop's forwards for this model, or None where the loop cannot drive
     it (transformers 4, the ColossalAI pin, keeps `generate`).
 
-    The function is `start(mask, total) -> step`: mask (B, total) marks the real key slots of a cache `total`
-    long, and `step(ids, at, position_ids)` returns the next-token logits (B, V) after feeding ids (B, T) into
-    slots at..at+T-1. GPT-2 and GPT-NeoX on the CPU run on the fast path (coati/models/fast); other models on
-    transformers' model with a static cache (transformers 5 renamed `past_key_values` to `cache` and later let
-    the cache track its own write position, with no `cache_position` argument; both spellings are followed).
+    The function is `start(mask, total, repeats) -> step`: mask (N, total) marks the real key slots of a cache
+    `total` long, and `step(ids, at, position_ids)` returns the next-token logits after feeding ids into slots
+    at..at+T-1. Each prompt is answered `repeats` times (N = B * repeats, a prompt's rows consecutive): the
+    prefill (at 0) takes the B prompts (B, P) once, returns (B, V), and copies each prompt's cache rows to its
+    answers; every later step takes and returns all N rows. GPT-2 and GPT-NeoX on the CPU run on the fast path
+    (coati/models/fast); other models on transformers' model with a static cache (transformers 5 renamed
+    `past_key_values` to `cache` and later let the cache track its own write position, with no `cache_position`
+    argument; both spellings are followed).
     """
     from coati.models.loading import transformers_major
 
@@ -89,27 +98,31 @@ def _decode_plan(model: torch.nn.Module):
         return fast.decoder(plan, inner)
 
     params = forward_params(type(inner))
-    name = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
+    name = cache_argument(inner)
     if name is None or "logits_to_keep" not in params:
         return None
     from transformers import StaticCache
 
     takes_positions = takes_position_ids(inner)  # BLOOM (ALiBi) takes none
 
-    def start_hf(mask, total):
+    def start_hf(mask, total, repeats=1):
         cache = StaticCache(config=inner.config, max_cache_len=total)
 
         def step(ids, at, position_ids):
             kwargs = {name: cache, **({"position_ids": position_ids} if takes_positions else {})}
             if "cache_position" in params:
                 kwargs["cache_position"] = torch.arange(at, at + ids.shape[1], device=ids.device)
-            return inner(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
+            rows = mask[::repeats] if at == 0 else mask
+            logits = inner(input_ids=ids, attention_mask=rows, use_cache=True, logits_to_keep=1, **kwargs).logits
+            if at == 0 and repeats > 1:
+                repeat_cache_rows(cache, repeats)
+            return logits[:, -1]
         return step
     return start_hf
 
 
 def _wrapper_plan(model: torch.nn.Module):
-    """The decoding loop's `start(mask, total) -> step` (see `_decode_plan`) that calls `model` itself, wrapper
+    """The decoding loop's `start(mask, total, repeats) -> step` (see `_decode_plan`) that calls `model` itself, wrapper
     and all, at every step, on any transformers version.
 
     For wrappers that hold the weights only inside their own forward: ColossalAI's Gemini gathers the parameter
@@ -119,17 +132,20 @@ def _wrapper_plan(model: torch.nn.Module):
     is cut to the keys written so far."""
     inner = innermost(model)
     params = forward_params(type(inner))
-    name = "cache" if "cache" in params else "past_key_values"
+    name = cache_argument(inner) or "past_key_values"
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     takes_positions = takes_position_ids(inner)
 
-    def start(mask, total):
+    def start(mask, total, repeats=1):
         state = {name: None}
 
         def step(ids, at, position_ids):
             kwargs = {**state, **extra, **({"position_ids": position_ids} if takes_positions else {})}
-            out = model(input_ids=ids, attention_mask=mask[:, : at + ids.shape[1]], use_cache=True, **kwargs)
+            rows = mask[::repeats] if at == 0 else mask
+            out = model(input_ids=ids, attention_mask=rows[:, : at + ids.shape[1]], use_cache=True, **kwargs)
             state[name] = getattr(out, name)
+            if at == 0 and repeats > 1:
+                state[name] = repeat_cache_rows(state[name], repeats)
             return out.logits[:, -1]
         return step
     return start
@@ -138,24 +154,28 @@ def _wrapper_plan(model: torch.nn.Module):
 @torch.no_grad()
 def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             eos: int, pad: int, max_new_tokens: int, min_new_tokens: int, do_sample: bool, top_k: int,
-            top_p: float, temperature: float, synced_gpus: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prefill, then one forward per token into a preallocated KV cache. Returns (B, P + A) ids and the (B, A)
-    log-probabilities of the chosen tokens under the raw distribution.
+            top_p: float, temperature: float, synced_gpus: bool,
+            repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prefill, then one forward per token into a preallocated KV cache. Returns (N, P + A) ids and the (N, A)
+    log-probabilities of the chosen tokens under the raw distribution, N = B * repeats: each prompt is prefilled
+    once and answered `repeats` times.
 
     Why not `generate`: for the small batches of a rollout, each decoding step is a handful of small matmuls,
     and generate's per-step bookkeeping (processor and stopping-criteria objects, a cache that grows by
     concatenation, model-input preparation) is a visible share of it; this loop does only what PPO needs
     (see benchmarks/README.md).
     """
-    b, p = input_ids.shape
+    p = input_ids.shape[1]
+    n = input_ids.shape[0] * repeats
     # The mask spans the whole cache from the start (responses are all real tokens until a row stops, and
     # rows that stopped are cut by the action mask later); slots not yet written are hidden by causality.
-    mask = torch.cat([attention_mask, attention_mask.new_ones(b, max_new_tokens)], dim=1)
+    mask = torch.cat([attention_mask.repeat_interleave(repeats, 0), attention_mask.new_ones(n, max_new_tokens)],
+                     dim=1)
     positions = position_ids_from_mask(attention_mask)
-    next_pos = positions[:, -1:] + 1  # left padding: the last prompt token is real
-    step = start(mask, p + max_new_tokens)
-    logits = step(input_ids, 0, positions)
-    alive = torch.ones(b, dtype=torch.bool, device=input_ids.device)
+    next_pos = (positions[:, -1:] + 1).repeat_interleave(repeats, 0)  # left padding: the last prompt token is real
+    step = start(mask, p + max_new_tokens, repeats)
+    logits = step(input_ids, 0, positions).repeat_interleave(repeats, 0)
+    alive = torch.ones(n, dtype=torch.bool, device=input_ids.device)
     tokens, log_probs = [], []
     for t in range(max_new_tokens):
         logits = logits.float()
@@ -181,15 +201,20 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         if t == max_new_tokens - 1 or not bool(going):
             break
         logits = step(nxt[:, None], p + t, next_pos + t)
-    return torch.cat([input_ids, torch.stack(tokens, dim=1)], dim=1), torch.stack(log_probs, dim=1)
+    return torch.cat([input_ids.repeat_interleave(repeats, 0), torch.stack(tokens, dim=1)], dim=1), \
+        torch.stack(log_probs, dim=1)
 
 
 @torch.no_grad()
 def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer,
            max_new_tokens: int, do_sample: bool = True, top_k: int = 50, top_p: float = 1.0,
            temperature: float = 1.0, return_log_probs: bool = False, min_new_tokens: int = 0,
-           synced_gpus: bool = False, call_wrapper: bool = False):
+           synced_gpus: bool = False, call_wrapper: bool = False, repeats: int = 1):
     """Sample continuations of left-padded prompts with the KV cache. Returns (B, P + A) ids.
+
+    repeats: answer each prompt that many times (GRPO's group): (B * repeats, P + A) ids, a prompt's answers
+    consecutive, as if the prompts had been given repeated; each prompt is prefilled once and its KV cache rows
+    copied to its answers.
 
     Tokens come from the model's own distribution shaped only by temperature, top-k and top-p; the pad token is
     never sampled, EOS not before min_new_tokens, and a row that has stopped is filled with pad. A checkpoint's
@@ -206,19 +231,21 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     if call_wrapper:
         seqs, log_probs = _decode(_wrapper_plan(model), input_ids, attention_mask, eos, pad, max_new_tokens,
-                                  min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
+                                  min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus, repeats)
         return (seqs, log_probs) if return_log_probs else seqs
     plan = _decode_plan(model)
     # The weights stay fixed while decoding: on the CPU they are packed once for all the steps.
-    packed = fast.linears(model, pack_rows=input_ids.shape[0])
+    packed = fast.linears(model, pack_rows=input_ids.shape[0] * repeats)
     if plan is not None:
         with packed:
             seqs, log_probs = _decode(plan, input_ids, attention_mask, eos, pad, max_new_tokens,
-                                      min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus)
+                                      min_new_tokens, do_sample, top_k, top_p, temperature, synced_gpus, repeats)
         return (seqs, log_probs) if return_log_probs else seqs
 
-    # transformers 4 (the ColossalAI stack): generate, told the same rules
+    # transformers 4 (the ColossalAI stack): generate, told the same rules, on the prompts repeated
     from transformers import LogitsProcessorList
+
+    input_ids, attention_mask = input_ids.repeat_interleave(repeats, 0), attention_mask.repeat_interleave(repeats, 0)
 
     kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
                   eos_token_id=eos, pad_token_id=pad, use_cache=True, synced_gpus=synced_gpus,

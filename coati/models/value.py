@@ -15,7 +15,7 @@ from torch import nn
 
 from coati.errors import UserError
 from coati.models import fast
-from coati.models.forward import position_kwargs
+from coati.models.forward import position_kwargs, shared_prompt_outputs, shares_prompts
 from coati.models.unwrap import innermost
 from coati.ops import last_true_index
 
@@ -26,6 +26,9 @@ class ValueModel(nn.Module):
     forward(input_ids, attention_mask) -> (B,) score at the last real token (reward model);
     forward(..., per_token=True)        -> (B, T) a value for every position (critic); with first=f, positions
                                            f..T-1 only, (B, T - f).
+    forward(..., prompt_len=P, repeats=G) -> (B,) scores of rows that come in groups of G answers sharing their
+                                           first P columns (a GRPO rollout's): each prompt runs once, where the
+                                           model allows it (`coati.models.forward.shares_prompts`).
     Going through forward keeps DDP's gradient hooks in play.
     """
 
@@ -34,14 +37,21 @@ class ValueModel(nn.Module):
         self.hf = hf_model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_token: bool = False,
-                first: int = 0) -> torch.Tensor:
+                first: int = 0, prompt_len: int = 0, repeats: int = 1) -> torch.Tensor:
         """(B,) scores, or with per_token (B, T - first) values of positions first..T-1."""
         hf = innermost(self.hf)
         backbone, head = getattr(hf, hf.base_model_prefix), hf.score
         plan = fast.plan(self.hf)  # None off the CPU, or for a peft wrapper (its forward must run as written)
         last = None if per_token else last_true_index(attention_mask)
+        shared = repeats > 1 and not per_token and (plan is not None or shares_prompts(backbone))
         with fast.linears(self.hf):
-            if plan is not None:
+            if shared:  # every row's last real token is at or after its prompt's last, P - 1
+                cut = prompt_len - 1
+                hidden = (fast.shared_prompt_hidden(plan, input_ids, attention_mask, prompt_len, repeats)
+                          if plan is not None else
+                          shared_prompt_outputs(backbone, input_ids, attention_mask, prompt_len, repeats,
+                                                "last_hidden_state"))
+            elif plan is not None:
                 # Only the positions read below need the last layer's MLP: the response's, or each row's last token.
                 cut = first if per_token else int(last.min())
                 hidden = fast.hidden_states(plan, input_ids, attention_mask, cut)

@@ -8,8 +8,8 @@ Two parts, used where they were measured faster, the CPU (see benchmarks/README.
 
 Off the CPU (CUDA, or any other device) `plan` answers None and callers run Hugging Face's forward, whose SDPA
 and flash attention kernels are the fast path there; `linears` leaves weights that are not on the CPU alone.
-A caller asks `plan` once, then hands the answer to `hidden_states`, `logits` or `decoder`, and wraps no-grad
-forwards in `linears`.
+A caller asks `plan` once, then hands the answer to `hidden_states`, `logits`, `shared_prompt_hidden` or
+`decoder`, and wraps no-grad forwards in `linears`.
 """
 
 from __future__ import annotations
@@ -71,19 +71,41 @@ def logits(model: torch.nn.Module, p: lean.Plan, input_ids: torch.Tensor, attent
 
 
 def decoder(p: lean.Plan, model: torch.nn.Module) -> Callable:
-    """The decoding loop's `start(mask, total) -> step` (see `coati.models.sampling`) for the causal LM
+    """The decoding loop's `start(mask, total, repeats) -> step` (see `coati.models.sampling`) for the causal LM
     `model` planned as p, on a preallocated KV cache of the fast path's own."""
     head = model.get_output_embeddings()
 
-    def start(mask, total):
+    def start(mask, total, repeats=1):
         cache = lean.KVCache()
 
         def step(ids, at, position_ids):
-            hidden = lean.forward(p, ids, position_ids, mask, first=ids.shape[1] - 1, cache=cache, start=at,
+            rows = mask[::repeats] if at == 0 else mask  # the prefill runs each prompt once
+            hidden = lean.forward(p, ids, position_ids, rows, first=ids.shape[1] - 1, cache=cache, start=at,
                                   cache_len=total)
+            if at == 0 and repeats > 1:
+                cache.repeat_rows(repeats)
             return head(hidden)[:, -1]
         return step
     return start
+
+
+def shared_prompt_hidden(p: lean.Plan, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                         repeats: int) -> torch.Tensor:
+    """(N, T - P + 1, hidden) final states at positions P-1..T-1 of N = B * repeats sequences (N, T) whose rows
+    come in groups of `repeats` sharing their first P columns (a prompt's answers): each prompt runs once, and
+    its keys and values are copied to the group's answers."""
+    from coati.models.forward import position_ids_from_mask
+
+    positions = position_ids_from_mask(attention_mask)
+    cache, t, rows = lean.KVCache(), input_ids.shape[1], slice(None, None, repeats)
+    last = lean.forward(p, input_ids[rows, :prompt_len], positions[rows, :prompt_len], attention_mask[rows],
+                        first=prompt_len - 1, cache=cache, cache_len=t).repeat_interleave(repeats, 0)
+    if t == prompt_len:
+        return last
+    cache.repeat_rows(repeats)
+    rest = lean.forward(p, input_ids[:, prompt_len:], positions[:, prompt_len:], attention_mask, cache=cache,
+                        start=prompt_len, cache_len=t)
+    return torch.cat([last, rest], dim=1)
 
 
 def linears(model: torch.nn.Module, pack_rows: int | None = None):

@@ -195,6 +195,11 @@ class KVCache:
         values[:, :, start:start + v.shape[2]] = v
         return keys, values
 
+    def repeat_rows(self, repeats: int) -> None:
+        """Each row of every layer copied `repeats` times, consecutively: a prompt prefilled once becomes the
+        cache of the `repeats` answers sampled or scored after it."""
+        self.layers = [(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.layers]
+
 
 def attention_mask_4d(key_mask: torch.Tensor, q_start: int, q_len: int) -> torch.Tensor:
     """(B, S) real-token mask of the keys -> (B, 1, q_len, S) bool: query i (slot q_start + i) sees key j when j is
