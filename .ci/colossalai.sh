@@ -29,7 +29,8 @@ py="$venv/bin/python"
 # coati is used from this checkout, not installed into the cached environment.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # test_sampling's non-finite test and test_ppo's rollouts: on transformers 4 sampling goes through generate, where
-# coati's check is a logits processor. The call_wrapper and repeats tests: Gemini's decoding loop on this stack's caches.
+# coati's check is a logits processor. The call_wrapper and repeats tests: Gemini's decoding loop on this stack's
+# caches.
 "$py" -m pytest -q -p no:cacheprovider tests/test_sft.py tests/test_ops.py tests/test_losses.py tests/test_optim.py \
     tests/test_ppo.py tests/test_tokenizer_folders.py \
     tests/test_sampling.py::test_non_finite_logits_stop_decoding_with_one_clear_error \

@@ -77,7 +77,8 @@ def repeat_cache_rows(cache, repeats: int):
         if hasattr(layer, "batch_repeat_interleave"):
             layer.batch_repeat_interleave(repeats)
         else:  # transformers' static layer has no such method; its tensors are all it holds per row
-            layer.keys, layer.values = layer.keys.repeat_interleave(repeats, 0), layer.values.repeat_interleave(repeats, 0)
+            layer.keys = layer.keys.repeat_interleave(repeats, 0)
+            layer.values = layer.values.repeat_interleave(repeats, 0)
             layer.batch_size = layer.keys.shape[0]
     if not hasattr(cache, "layers"):
         cache.batch_repeat_interleave(repeats)  # transformers 4's DynamicCache
@@ -85,9 +86,9 @@ def repeat_cache_rows(cache, repeats: int):
 
 
 def shares_prompts(model: torch.nn.Module) -> bool:
-    """Whether a group's prompt can run once for this model (`answer_logits`, the reward model's scores): on the CPU fast path, or through a
-    transformers 5 model (bare, peft- or FSDP-wrapped) that takes a KV cache. Not through DDP, whose forward
-    takes no cache and which wraps only the models being trained."""
+    """Whether a group's prompt can run once for this model (`answer_logits`, the reward model's scores): on the
+    CPU fast path, or through a transformers 5 model (bare, peft- or FSDP-wrapped) that takes a KV cache. Not
+    through DDP, whose forward takes no cache and which wraps only the models being trained."""
     from torch.nn.parallel import DistributedDataParallel
 
     from coati.models.loading import transformers_major

@@ -122,8 +122,8 @@ def _decode_plan(model: torch.nn.Module):
 
 
 def _wrapper_plan(model: torch.nn.Module):
-    """The decoding loop's `start(mask, total, repeats) -> step` (see `_decode_plan`) that calls `model` itself, wrapper
-    and all, at every step, on any transformers version.
+    """The decoding loop's `start(mask, total, repeats) -> step` (see `_decode_plan`) that calls `model` itself,
+    wrapper and all, at every step, on any transformers version.
 
     For wrappers that hold the weights only inside their own forward: ColossalAI's Gemini gathers the parameter
     chunks in its wrapper's forward and frees them after, so the inner modules are empty between calls, and
