@@ -325,8 +325,10 @@ def test_repeats_through_a_gathering_wrapper(tiny_models, tokenizer, family):
     plain = sample(model, ids.repeat_interleave(2, 0), mask.repeat_interleave(2, 0), tokenizer, 5, do_sample=False,
                    min_new_tokens=5, return_log_probs=True)
     wrapped = GatherInForward(load(tiny_models, tokenizer, family))
+    seen = rows_fed(wrapped.module)
     seqs, lp = sample(wrapped, ids, mask, tokenizer, 5, do_sample=False, min_new_tokens=5, return_log_probs=True,
                       call_wrapper=True, repeats=2)
+    assert seen == [(3, ids.shape[1])] + [(6, 1)] * 4  # the prompts once, then both answers of each
     assert seqs.tolist() == plain[0].tolist() and wrapped.calls == 5
     torch.testing.assert_close(lp, plain[1], atol=1e-5, rtol=1e-5)
 
