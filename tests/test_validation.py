@@ -263,6 +263,43 @@ def test_under_torchrun_a_user_error_is_printed_once_and_every_rank_exits_non_ze
                       "file, a folder saved by datasets, or a hub name like Dahoas/rm-static"], res.stderr[-2000:]
 
 
+LATER_RANK = """
+import signal, sys
+import coati.errors as e
+e.REPORT_GRACE_S = {grace}
+signal.signal(signal.SIGTERM, lambda *_: None)  # as a checkpointer's handler: a SIGTERM only noted
+
+@e.exit_on_user_error
+def main():
+    print("checked", flush=True)
+    raise e.UserError("bad flag")
+
+main()
+"""
+
+
+def test_a_later_rank_leaves_the_report_to_rank_0_and_reports_only_what_rank_0_did_not_meet():
+    """Under torchrun the first rank to exit takes the others down, so rank 1 must not exit before rank 0 has
+    printed the line: it waits, with SIGTERM's default action back, so the launcher's stop (sent when rank 0
+    exits) ends it at once and silently. Left alone, it prints the mistake itself, naming its rank."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, RANK="1", PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    alone = subprocess.run([sys.executable, "-c", LATER_RANK.format(grace=0.2)], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert alone.returncode == 2 and alone.stderr.strip() == "error: bad flag (rank 1)"
+    rank1 = subprocess.Popen([sys.executable, "-c", LATER_RANK.format(grace=120)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert rank1.stdout.readline().strip() == "checked"
+    time.sleep(0.5)  # inside the wait
+    rank1.terminate()  # what torchrun sends when rank 0 has failed
+    assert rank1.wait(timeout=20) == -signal.SIGTERM
+    assert rank1.stderr.read() == ""
+
+
 def test_inference_takes_true_or_false_after_its_boolean_flags():
     import sys
 
