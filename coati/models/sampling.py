@@ -79,11 +79,10 @@ def _decode_plan(model: torch.nn.Module):
     """A function that runs coati's decoding loop's forwards for this model, or None where the loop cannot drive
     it (transformers 4, the ColossalAI pin, keeps `generate`).
 
-    The function is `start(mask, total, repeats) -> step`: mask (N, total) marks the real key slots of a cache
-    `total` long, and `step(ids, at, position_ids)` returns the next-token logits after feeding ids into slots
-    at..at+T-1. Each prompt is answered `repeats` times (N = B * repeats, a prompt's rows consecutive): the
-    prefill (at 0) takes the B prompts (B, P) once, returns (B, V), and copies each prompt's cache rows to its
-    answers; every later step takes and returns all N rows. GPT-2 and GPT-NeoX on the CPU run on the fast path
+    The function is `start(total) -> (step, repeat_rows)` for a cache `total` slots long: `step(ids, at,
+    position_ids, mask)` feeds ids (R, T) into slots at..at+T-1 and returns the next-token logits (R, V), mask
+    (R, total) marking the real key slots of those R rows; `repeat_rows(g)` copies each row of the cache g times,
+    consecutively (a prompt prefilled once for its g answers). GPT-2 and GPT-NeoX on the CPU run on the fast path
     (coati/models/fast); other models on transformers' model with a static cache (transformers 5 renamed
     `past_key_values` to `cache` and later let the cache track its own write position, with no `cache_position`
     argument; both spellings are followed).
@@ -105,24 +104,20 @@ def _decode_plan(model: torch.nn.Module):
 
     takes_positions = takes_position_ids(inner)  # BLOOM (ALiBi) takes none
 
-    def start_hf(mask, total, repeats=1):
+    def start_hf(total):
         cache = StaticCache(config=inner.config, max_cache_len=total)
 
-        def step(ids, at, position_ids):
+        def step(ids, at, position_ids, mask):
             kwargs = {name: cache, **({"position_ids": position_ids} if takes_positions else {})}
             if "cache_position" in params:
                 kwargs["cache_position"] = torch.arange(at, at + ids.shape[1], device=ids.device)
-            rows = mask[::repeats] if at == 0 else mask
-            logits = inner(input_ids=ids, attention_mask=rows, use_cache=True, logits_to_keep=1, **kwargs).logits
-            if at == 0 and repeats > 1:
-                repeat_cache_rows(cache, repeats)
-            return logits[:, -1]
-        return step
+            return inner(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]
+        return step, lambda g: repeat_cache_rows(cache, g)
     return start_hf
 
 
 def _wrapper_plan(model: torch.nn.Module):
-    """The decoding loop's `start(mask, total, repeats) -> step` (see `_decode_plan`) that calls `model` itself,
+    """The decoding loop's `start(total) -> (step, repeat_rows)` (see `_decode_plan`) that calls `model` itself,
     wrapper and all, at every step, on any transformers version.
 
     For wrappers that hold the weights only inside their own forward: ColossalAI's Gemini gathers the parameter
@@ -136,18 +131,18 @@ def _wrapper_plan(model: torch.nn.Module):
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     takes_positions = takes_position_ids(inner)
 
-    def start(mask, total, repeats=1):
+    def start(total):
         state = {name: None}
 
-        def step(ids, at, position_ids):
+        def step(ids, at, position_ids, mask):
             kwargs = {**state, **extra, **({"position_ids": position_ids} if takes_positions else {})}
-            rows = mask[::repeats] if at == 0 else mask
-            out = model(input_ids=ids, attention_mask=rows[:, : at + ids.shape[1]], use_cache=True, **kwargs)
+            out = model(input_ids=ids, attention_mask=mask[:, : at + ids.shape[1]], use_cache=True, **kwargs)
             state[name] = getattr(out, name)
-            if at == 0 and repeats > 1:
-                state[name] = repeat_cache_rows(state[name], repeats)
             return out.logits[:, -1]
-        return step
+
+        def repeat_rows(g):
+            state[name] = repeat_cache_rows(state[name], g)
+        return step, repeat_rows
     return start
 
 
@@ -173,8 +168,11 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      dim=1)
     positions = position_ids_from_mask(attention_mask)
     next_pos = (positions[:, -1:] + 1).repeat_interleave(repeats, 0)  # left padding: the last prompt token is real
-    step = start(mask, p + max_new_tokens, repeats)
-    logits = step(input_ids, 0, positions).repeat_interleave(repeats, 0)
+    step, repeat_rows = start(p + max_new_tokens)
+    logits = step(input_ids, 0, positions, mask[::repeats])  # each prompt prefilled once
+    if repeats > 1:  # then its cache rows and next-token logits copied to its answers
+        repeat_rows(repeats)
+        logits = logits.repeat_interleave(repeats, 0)
     alive = torch.ones(n, dtype=torch.bool, device=input_ids.device)
     tokens, log_probs = [], []
     for t in range(max_new_tokens):
@@ -200,7 +198,7 @@ def _decode(start, input_ids: torch.Tensor, attention_mask: torch.Tensor,
             torch.distributed.all_reduce(going, op=torch.distributed.ReduceOp.MAX)
         if t == max_new_tokens - 1 or not bool(going):
             break
-        logits = step(nxt[:, None], p + t, next_pos + t)
+        logits = step(nxt[:, None], p + t, next_pos + t, mask)
     return torch.cat([input_ids.repeat_interleave(repeats, 0), torch.stack(tokens, dim=1)], dim=1), \
         torch.stack(log_probs, dim=1)
 

@@ -71,21 +71,18 @@ def logits(model: torch.nn.Module, p: lean.Plan, input_ids: torch.Tensor, attent
 
 
 def decoder(p: lean.Plan, model: torch.nn.Module) -> Callable:
-    """The decoding loop's `start(mask, total, repeats) -> step` (see `coati.models.sampling`) for the causal LM
+    """The decoding loop's `start(total) -> (step, repeat_rows)` (see `coati.models.sampling`) for the causal LM
     `model` planned as p, on a preallocated KV cache of the fast path's own."""
     head = model.get_output_embeddings()
 
-    def start(mask, total, repeats=1):
+    def start(total):
         cache = lean.KVCache()
 
-        def step(ids, at, position_ids):
-            rows = mask[::repeats] if at == 0 else mask  # the prefill runs each prompt once
-            hidden = lean.forward(p, ids, position_ids, rows, first=ids.shape[1] - 1, cache=cache, start=at,
+        def step(ids, at, position_ids, mask):
+            hidden = lean.forward(p, ids, position_ids, mask, first=ids.shape[1] - 1, cache=cache, start=at,
                                   cache_len=total)
-            if at == 0 and repeats > 1:
-                cache.repeat_rows(repeats)
             return head(hidden)[:, -1]
-        return step
+        return step, cache.repeat_rows
     return start
 
 
